@@ -1,0 +1,40 @@
+# Two commands: `make run` (demo on http://127.0.0.1:8080) and `make test` (the whole suite).
+# Both set up what they need: Debian packages (redis-server, ...), a venv, the Python packages.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml deploy/debian-packages.txt | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint typecheck unit bench setup clean
+
+$(STAMP): pyproject.toml deploy/debian-packages.txt deploy/install-system-packages.sh
+	bash deploy/install-system-packages.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m hub run --config config/demo.toml --demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest -n 2 -q
+
+test: lint typecheck unit
+
+bench: $(STAMP)
+	bench/run
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,88 @@
+"""Every Redis key the hub uses, in one place, with hash tags chosen for Redis Cluster.
+
+Per-contact state shares the ``{<contact id>}`` tag so that one Lua script can update a
+contact's tickets, messages and dedupe set atomically; an inbound shard, its dead letters and
+its lease share the shard's tag; ticket indexes share ``{tickets}``.
+"""
+
+from __future__ import annotations
+
+PREFIX = "hub"
+
+
+def identity(ident: str) -> str:
+    return f"{PREFIX}:id:{{{ident}}}"
+
+
+def contact(cid: str) -> str:
+    return f"{PREFIX}:c:{{{cid}}}"
+
+
+def ticket(cid: str, n: str | int) -> str:
+    return f"{contact(cid)}:t:{n}"
+
+
+def ticket_log(cid: str, n: str | int) -> str:
+    return f"{ticket(cid, n)}:log"
+
+
+def entry(cid: str, entry_id: str) -> str:
+    """A message or reply on a contact's timeline."""
+    return f"{contact(cid)}:m:{entry_id}"
+
+
+def contact_tickets(cid: str) -> str:
+    return f"{contact(cid)}:tickets"
+
+
+def contact_identities(cid: str) -> str:
+    return f"{contact(cid)}:ids"
+
+
+def inbound_stream(shard: int) -> str:
+    return f"{PREFIX}:in:{{s{shard}}}"
+
+
+def dead_letters(stream: str) -> str:
+    return f"{stream}:dead"
+
+
+def lease(stream: str) -> str:
+    return f"{stream}:lease"
+
+
+def outbox_stream(channel: str) -> str:
+    return f"{PREFIX}:out:{{{channel}}}"
+
+
+def outbox_delayed(channel: str) -> str:
+    return f"{outbox_stream(channel)}:delayed"
+
+
+def provider_ref(channel: str, provider_id: str) -> str:
+    """Maps a provider's message id (e.g. Twilio's SM…) back to the reply it names."""
+    return f"{PREFIX}:pid:{{{channel}:{provider_id}}}"
+
+
+def early_statuses(channel: str, provider_id: str) -> str:
+    return f"{provider_ref(channel, provider_id)}:early"
+
+
+def ticket_seq(year: int) -> str:
+    return f"{PREFIX}:{{tickets}}:seq:{year}"
+
+
+def ticket_numbers() -> str:
+    return f"{PREFIX}:{{tickets}}:numbers"
+
+
+def ticket_index(kind: str = "all", value: str = "") -> str:
+    return f"{PREFIX}:{{tickets}}:ix:{kind}" + (f":{value}" if value else "")
+
+
+def heartbeat(role: str) -> str:
+    return f"{PREFIX}:{{ops}}:hb:{role}"
+
+
+DISPATCH_GROUP = "dispatch"
+SEND_GROUP = "send"

@@ -1,0 +1,63 @@
+-- Store one inbound message on its contact's ticket, atomically and idempotently.
+-- KEYS[1] = hub:c:{<cid>} (every other key used shares its hash tag)
+-- ARGV: 1 message id, 2 dedupe key, 3 message json, 4 received_at ms, 5 reopen window ms,
+--       6 channel, 7 account, 8 reply address, 9 display name, 10 sender identity, 11 unit
+-- Returns {outcome, message id, ticket n, ticket number or '', ack reply id or ''}
+-- outcome: new | reopened | appended | dup:<original outcome>
+local base = KEYS[1]
+local seen = base .. ':seen'
+local prev = redis.call('HGET', seen, ARGV[2])
+if prev then
+  local mk = base .. ':m:' .. prev
+  local n = redis.call('HGET', mk, 'ticket')
+  local tk = base .. ':t:' .. n
+  local out = redis.call('HGET', mk, 'outcome') or 'appended'
+  return {'dup:' .. out, prev, n, redis.call('HGET', tk, 'number') or '',
+          redis.call('HGET', tk, 'ack_reply') or ''}
+end
+local now = tonumber(ARGV[4])
+local outcome = 'appended'
+local n = redis.call('GET', base .. ':open')
+if n then
+  local tk = base .. ':t:' .. n
+  local st = redis.call('HGET', tk, 'status')
+  if st == 'resolved' then
+    local resolved_at = tonumber(redis.call('HGET', tk, 'resolved_at') or '0')
+    if now - resolved_at <= tonumber(ARGV[5]) then
+      outcome = 'reopened'
+      redis.call('HSET', tk, 'status', 'open', 'reopened_at', now)
+      redis.call('HINCRBY', tk, 'reopen_count', 1)
+    else
+      redis.call('HSET', tk, 'status', 'closed', 'closed_at', now, 'closed_by', 'reopen-window')
+      n = nil
+    end
+  elseif st ~= 'open' then
+    n = nil
+  end
+end
+if not n then
+  outcome = 'new'
+  n = tostring(redis.call('INCR', base .. ':tseq'))
+  local tk = base .. ':t:' .. n
+  redis.call('HSET', tk, 'status', 'open', 'created_at', now, 'updated_at', now,
+    'channel', ARGV[6], 'account', ARGV[7], 'unit', ARGV[11], 'priority', 'normal',
+    'msg_count', 0)
+  redis.call('SET', base .. ':open', n)
+  redis.call('ZADD', base .. ':tickets', now, n)
+end
+local tk = base .. ':t:' .. n
+local mk = base .. ':m:' .. ARGV[1]
+redis.call('HSET', mk, 'json', ARGV[3], 'ticket', n, 'dir', 'in', 'at', now, 'outcome', outcome)
+redis.call('RPUSH', tk .. ':log', ARGV[1])
+redis.call('HSET', seen, ARGV[2], ARGV[1])
+redis.call('HSET', tk, 'updated_at', now, 'last_inbound_at', now, 'reply_channel', ARGV[6],
+  'reply_account', ARGV[7], 'reply_to', ARGV[8])
+redis.call('HINCRBY', tk, 'msg_count', 1)
+redis.call('HSET', base, 'last_seen_at', now)
+if ARGV[9] ~= '' then redis.call('HSET', base, 'name', ARGV[9]) end
+if redis.call('HSETNX', base, 'created_at', now) == 1 then
+  redis.call('HSET', base, 'id', string.match(base, '{(.*)}'))
+end
+redis.call('SADD', base .. ':ids', ARGV[10])
+return {outcome, ARGV[1], n, redis.call('HGET', tk, 'number') or '',
+        redis.call('HGET', tk, 'ack_reply') or ''}

@@ -1,0 +1,12 @@
+-- KEYS[1] = hub:c:{<cid>}   ARGV: 1 ticket n, 2 status (open|resolved|closed), 3 now ms
+local base = KEYS[1]
+local tk = base .. ':t:' .. ARGV[1]
+local st = redis.call('HGET', tk, 'status')
+if not st then return {'missing', ''} end
+if st == ARGV[2] then return {'unchanged', st} end
+if st == 'closed' then return {'refused', st} end
+redis.call('HSET', tk, 'status', ARGV[2], ARGV[2] .. '_at', ARGV[3], 'updated_at', ARGV[3])
+if ARGV[2] == 'closed' and redis.call('GET', base .. ':open') == ARGV[1] then
+  redis.call('DEL', base .. ':open')
+end
+return {'changed', st}

@@ -1,0 +1,333 @@
+"""The ticket store on Redis: contacts, tickets, timelines, replies and their delivery states.
+
+Each write that must be atomic is one Lua script on one contact's hash tag, so the same code
+runs on a single Redis and on Redis Cluster. Work that spans tags (ticket numbers, indexes,
+provider-id lookups) is derived and idempotent: redoing it after a crash converges to the same
+state, which is what lets the dispatcher ack only after everything is written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from redis.asyncio import Redis
+
+from adapters import keys
+from adapters.scripts import Scripts
+from hub.clock import Clock, SystemClock
+from hub.ids import new_id, ticket_number
+from hub.model import DeliveryState, Message
+from hub.ports import Applied, Claim, split_ticket_id, ticket_id
+
+JAKARTA = ZoneInfo("Asia/Jakarta")
+STATUSES = ("open", "resolved", "closed")
+INDEXED = ("status", "channel", "unit", "assignee")
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class RedisStore:
+    def __init__(
+        self, redis: Redis, ticket_prefix: str = "KMN", clock: Clock | None = None
+    ) -> None:
+        self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
+        self.scripts = Scripts(redis)
+        self.ticket_prefix = ticket_prefix
+        self.clock = clock or SystemClock()
+
+    def _now_ms(self) -> int:
+        return int(self.clock.now() * 1000)
+
+    # -- inbound correlation (used by the dispatcher, batched) ---------------------------
+
+    async def resolve_contacts(self, identities: Sequence[str]) -> list[str]:
+        """Identity → contact id, creating contacts for identities never seen."""
+        pipe = self.redis.pipeline(transaction=False)
+        for ident in identities:
+            await self.scripts.resolve_contact(
+                keys=[keys.identity(ident)], args=[new_id()], client=pipe
+            )
+        return [_s(r[0]) for r in await pipe.execute()]
+
+    async def apply_messages(
+        self, items: Sequence[tuple[str, Message, str]], reopen_window_ms: int
+    ) -> list[Applied]:
+        """Store (contact id, message, unit) triples in order, one script call each."""
+        pipe = self.redis.pipeline(transaction=False)
+        for cid, msg, unit in items:
+            await self.scripts.apply_message(
+                keys=[keys.contact(cid)],
+                args=[
+                    msg.id,
+                    f"{msg.channel}:{msg.account}:{msg.provider_id}",
+                    msg.to_json(),
+                    int(msg.received_at * 1000),
+                    reopen_window_ms,
+                    msg.channel,
+                    msg.account,
+                    msg.reply_address,
+                    msg.display_name,
+                    msg.sender,
+                    unit,
+                ],
+                client=pipe,
+            )
+        out = []
+        for (cid, _msg, _unit), r in zip(items, await pipe.execute(), strict=True):
+            out.append(Applied(_s(r[0]), cid, _s(r[1]), _s(r[2]), _s(r[3]), _s(r[4])))
+        return out
+
+    async def assign_numbers(self, applied: Sequence[Applied]) -> dict[str, str]:
+        """Give human numbers (KMN-2026-000123) to tickets that have none yet."""
+        todo = {a.ticket_id: a for a in applied if not a.number}
+        if not todo:
+            return {}
+        year = datetime.fromtimestamp(self.clock.now(), JAKARTA).year
+        pipe = self.redis.pipeline(transaction=False)
+        for _ in todo:
+            pipe.incr(keys.ticket_seq(year))
+        seqs = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for a, seq in zip(todo.values(), seqs, strict=True):
+            number = ticket_number(self.ticket_prefix, year, int(seq))
+            await self.scripts.assign_number(
+                keys=[keys.ticket(a.contact_id, a.ticket_n)], args=[number], client=pipe
+            )
+        numbers = {}
+        for tid, r in zip(todo, await pipe.execute(), strict=True):
+            numbers[tid] = _s(r[0])
+        await self.redis.hset(keys.ticket_numbers(), mapping=numbers)
+        return numbers
+
+    async def reindex(self, ticket_ids: Iterable[str]) -> None:
+        """Bring the list indexes in line with each ticket's fields (idempotent)."""
+        tids = list(dict.fromkeys(ticket_ids))
+        if not tids:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for tid in tids:
+            cid, n = split_ticket_id(tid)
+            pipe.hmget(keys.ticket(cid, n), ["created_at", "updated_at", "ix", *INDEXED])
+        rows = await pipe.execute()
+        pipe = self.redis.pipeline(transaction=False)
+        for tid, row in zip(tids, rows, strict=True):
+            if row[0] is None:
+                continue
+            created, updated = float(row[0]), float(row[1] or row[0])
+            old = json.loads(row[2]) if row[2] else {}
+            new = {f: _s(v) for f, v in zip(INDEXED, row[3:], strict=True) if v}
+            pipe.zadd(keys.ticket_index(), {tid: created}, nx=True)
+            for field, value in old.items():
+                if new.get(field) != value:
+                    pipe.zrem(keys.ticket_index(field, value), tid)
+            for field, value in new.items():
+                pipe.zadd(keys.ticket_index(field, value), {tid: updated})
+            cid, n = split_ticket_id(tid)
+            pipe.hset(keys.ticket(cid, n), "ix", json.dumps(new, sort_keys=True))
+        await pipe.execute()
+
+    # -- replies ---------------------------------------------------------------------
+
+    async def add_reply(
+        self, tid: str, reply_id: str, record: dict[str, Any], kind: str, author: str
+    ) -> tuple[int, str]:
+        cid, n = split_ticket_id(tid)
+        created, state = await self.scripts.add_reply(
+            keys=[keys.contact(cid)],
+            args=[
+                n,
+                reply_id,
+                json.dumps(record, ensure_ascii=False),
+                self._now_ms(),
+                kind,
+                author,
+            ],
+        )
+        return int(created), _s(state)
+
+    async def claim_reply(self, cid: str, reply_id: str, stale_ms: int = 120_000) -> Claim:
+        r = await self.scripts.claim_reply(
+            keys=[keys.entry(cid, reply_id)], args=[self._now_ms(), stale_ms]
+        )
+        if _s(r[0]) != "go":
+            return Claim(go=False, state=_s(r[1]))
+        return Claim(go=True, state=_s(r[3]), attempts=int(r[1]), reply=json.loads(r[2]))
+
+    async def set_reply_state(
+        self,
+        cid: str,
+        reply_id: str,
+        state: DeliveryState,
+        provider_id: str = "",
+        error_code: str = "",
+        error_message: str = "",
+        force: bool = False,
+    ) -> str:
+        r = await self.scripts.set_reply_state(
+            keys=[keys.entry(cid, reply_id)],
+            args=[
+                state.value,
+                state.rank,
+                self._now_ms(),
+                provider_id,
+                error_code,
+                error_message,
+                "1" if force else "0",
+            ],
+        )
+        return _s(r[0])
+
+    async def map_provider_id(self, channel: str, provider_id: str, cid: str, rid: str) -> None:
+        await self.redis.set(keys.provider_ref(channel, provider_id), f"{cid}|{rid}")
+
+    async def lookup_provider_id(self, channel: str, provider_id: str) -> tuple[str, str] | None:
+        raw = await self.redis.get(keys.provider_ref(channel, provider_id))
+        if raw is None:
+            return None
+        cid, _, rid = _s(raw).partition("|")
+        return cid, rid
+
+    async def park_early_status(self, channel: str, provider_id: str, payload: str) -> None:
+        """A status that beat the send's answer waits here until the reply knows its id."""
+        k = keys.early_statuses(channel, provider_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.rpush(k, payload)
+        pipe.expire(k, 86400)
+        await pipe.execute()
+
+    async def take_early_statuses(self, channel: str, provider_id: str) -> list[str]:
+        k = keys.early_statuses(channel, provider_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lrange(k, 0, -1)
+        pipe.delete(k)
+        items, _ = await pipe.execute()
+        return [_s(i) for i in items]
+
+    # -- tickets -------------------------------------------------------------------------
+
+    async def resolve_ticket_ref(self, ref: str) -> str | None:
+        """A ticket id (``<contact>.<n>``) or a human number (``KMN-2026-000123``)."""
+        if "-" in ref and ref[:1].isalpha() and ref.split("-")[0].isupper():
+            raw = await self.redis.hget(keys.ticket_numbers(), ref)
+            return _s(raw) if raw else None
+        try:
+            cid, n = split_ticket_id(ref)
+        except KeyError:
+            return None
+        return ref if await self.redis.exists(keys.ticket(cid, n)) else None
+
+    async def set_ticket_status(self, tid: str, status: str) -> tuple[str, str]:
+        cid, n = split_ticket_id(tid)
+        r = await self.scripts.set_ticket_status(
+            keys=[keys.contact(cid)], args=[n, status, self._now_ms()]
+        )
+        await self.reindex([tid])
+        return _s(r[0]), _s(r[1])
+
+    async def get_ticket(self, tid: str, with_raw: bool = False) -> dict[str, Any] | None:
+        cid, n = split_ticket_id(tid)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.ticket(cid, n))
+        pipe.lrange(keys.ticket_log(cid, n), 0, -1)
+        fields, log = await pipe.execute()
+        if not fields:
+            return None
+        ticket: dict[str, Any] = {_s(k): _s(v) for k, v in fields.items()}
+        ticket.pop("ix", None)
+        ticket["id"] = tid
+        ticket["contact_id"] = cid
+        pipe = self.redis.pipeline(transaction=False)
+        for eid in log:
+            pipe.hgetall(keys.entry(cid, _s(eid)))
+        entries = []
+        for eid, row in zip(log, await pipe.execute(), strict=True):
+            entries.append(
+                _timeline_entry(_s(eid), {_s(k): _s(v) for k, v in row.items()}, with_raw)
+            )
+        ticket["messages"] = entries
+        return ticket
+
+    async def get_ticket_fields(self, tid: str) -> dict[str, str]:
+        cid, n = split_ticket_id(tid)
+        raw = await self.redis.hgetall(keys.ticket(cid, n))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    async def get_entry(self, cid: str, entry_id: str) -> dict[str, str]:
+        raw = await self.redis.hgetall(keys.entry(cid, entry_id))
+        return {_s(k): _s(v) for k, v in raw.items()}
+
+    async def list_tickets(
+        self, filters: dict[str, str], limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]:
+        ix = [keys.ticket_index(f, v) for f, v in filters.items() if v]
+        if not ix:
+            src = keys.ticket_index()
+            total = await self.redis.zcard(src)
+            tids = await self.redis.zrevrange(src, offset, offset + limit - 1)
+        elif len(ix) == 1:
+            total = await self.redis.zcard(ix[0])
+            tids = await self.redis.zrevrange(ix[0], offset, offset + limit - 1)
+        else:
+            rows = await self.redis.zinter(ix, withscores=True, aggregate="MAX")
+            rows.sort(key=lambda r: r[1], reverse=True)
+            total = len(rows)
+            tids = [r[0] for r in rows[offset : offset + limit]]
+        pipe = self.redis.pipeline(transaction=False)
+        for tid in tids:
+            cid, n = split_ticket_id(_s(tid))
+            pipe.hgetall(keys.ticket(cid, n))
+        out = []
+        for tid, row in zip(tids, await pipe.execute(), strict=True):
+            t = {_s(k): _s(v) for k, v in row.items()}
+            t.pop("ix", None)
+            t["id"] = _s(tid)
+            t["contact_id"] = split_ticket_id(_s(tid))[0]
+            out.append(t)
+        return out, int(total)
+
+    async def get_contact(self, cid: str) -> dict[str, Any] | None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(keys.contact(cid))
+        pipe.smembers(keys.contact_identities(cid))
+        pipe.zrevrange(keys.contact_tickets(cid), 0, -1)
+        fields, idents, tickets = await pipe.execute()
+        if not fields:
+            return None
+        contact: dict[str, Any] = {_s(k): _s(v) for k, v in fields.items()}
+        contact["id"] = cid
+        contact["identities"] = [_identity_view(_s(i)) for i in sorted(idents)]
+        contact["tickets"] = [ticket_id(cid, _s(n)) for n in tickets]
+        return contact
+
+
+def _identity_view(ident: str) -> dict[str, Any]:
+    kind, _, value = ident.partition(":")
+    reachable = {"phone": ["whatsapp"]}.get(kind, [])
+    return {"kind": kind, "value": value, "channels": reachable}
+
+
+def _timeline_entry(eid: str, row: dict[str, str], with_raw: bool) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(row.get("json", "{}"))
+    if not with_raw:
+        body.pop("raw", None)
+    entry: dict[str, Any] = {"id": eid, "direction": row.get("dir", ""), **body}
+    entry["at"] = datetime.fromtimestamp(int(float(row.get("at", "0"))) / 1000, UTC).isoformat()
+    if row.get("dir") == "out":
+        for f in (
+            "state",
+            "attempts",
+            "kind",
+            "author",
+            "provider_id",
+            "error_code",
+            "error_message",
+        ):
+            if f in row:
+                entry[f] = int(row[f]) if f == "attempts" else row[f]
+    return entry

@@ -1,0 +1,297 @@
+"""WhatsApp through Twilio: inbound webhooks, status callbacks, and sends with the twilio SDK.
+
+Webhook paths (per configured account ``{account}``):
+  POST /webhooks/whatsapp/{account}          incoming messages (form-encoded)
+  POST /webhooks/whatsapp/{account}/status   status callbacks for the hub's replies
+
+Features: X-Twilio-Signature checked against the public URL from configuration (all parameters,
+never a whitelist, since Twilio adds fields without notice); text, media (MediaUrlN), location,
+quick-reply and list buttons, profile name, replied-to message; sender normalized to E.164.
+Sending uses the SDK's async client pointed at ``api_base_url``; free text inside the 24-hour
+window, an approved template (ContentSid) outside it.
+
+Settings: ``channels.whatsapp.accounts.<name>``: number, account_sid, auth_token,
+api_base_url, templates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http.response import Response
+from twilio.request_validator import RequestValidator
+from twilio.rest import Client
+
+from channels.base import (
+    InboundRequest,
+    ParsedInbound,
+    PayloadError,
+    SignatureError,
+    TransientSendError,
+    WindowRule,
+)
+from hub.identity import InvalidIdentity, normalize_phone, phone_identity
+from hub.ids import new_id
+from hub.model import (
+    Attachment,
+    DeliveryResult,
+    DeliveryState,
+    Location,
+    Message,
+    OutboundReply,
+    StatusUpdate,
+)
+from hub.settings import TwilioWhatsAppAccount
+
+_STATUS_MAP = {
+    "accepted": DeliveryState.QUEUED,
+    "scheduled": DeliveryState.QUEUED,
+    "queued": DeliveryState.QUEUED,
+    "sending": DeliveryState.SENDING,
+    "sent": DeliveryState.SENT,
+    "delivered": DeliveryState.DELIVERED,
+    "read": DeliveryState.READ,
+    "undelivered": DeliveryState.UNDELIVERED,
+    "failed": DeliveryState.FAILED,
+    "canceled": DeliveryState.FAILED,
+}
+MAX_MEDIA = 10
+
+
+def _form_dict(form: Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """Twilio's validator wants repeated keys as lists; single keys as strings."""
+    grouped: dict[str, list[str]] = defaultdict(list)
+    for k, v in form:
+        grouped[k].append(v)
+    return {k: (v[0] if len(v) == 1 else v) for k, v in grouped.items()}
+
+
+class _HubTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
+    """Turns 429 and 5xx into TransientSendError with Retry-After, before the SDK wraps them."""
+
+    async def request(self, *args: Any, **kwargs: Any) -> Response:
+        try:
+            response: Response = await super().request(*args, **kwargs)
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransientSendError(f"connection failed: {type(exc).__name__}") from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            retry_after: float | None = None
+            raw = (response.headers or {}).get("Retry-After", "")
+            if raw and raw.strip().isdigit():
+                retry_after = float(raw.strip())
+            raise TransientSendError(f"provider answered {status}", retry_after, str(status))
+        return response
+
+
+class TwilioWhatsApp:
+    """One Twilio WhatsApp sender number (one configured account)."""
+
+    name = "whatsapp"
+    provider = "twilio"
+
+    def __init__(
+        self,
+        account: str,
+        settings: TwilioWhatsAppAccount,
+        window_hours: float = 24.0,
+        default_region: str = "ID",
+        send_timeout_s: float = 15.0,
+    ) -> None:
+        self.account = account
+        self.window = WindowRule(free_text_hours=window_hours)
+        self._settings = settings
+        self._region = default_region
+        self._timeout = send_timeout_s
+        self._validator = RequestValidator(settings.auth_token.get_secret_value())
+        self._client: Client | None = None
+        self._http: _HubTwilioHttpClient | None = None
+
+    def __repr__(self) -> str:  # never the token
+        return f"TwilioWhatsApp(account={self.account!r}, number={self._settings.number!r})"
+
+    # -- inbound -----------------------------------------------------------------------
+
+    def verify(self, request: InboundRequest) -> None:
+        signature = request.header("X-Twilio-Signature")
+        if not signature:
+            raise SignatureError("missing X-Twilio-Signature")
+        params: Any = _form_dict(request.form)
+        if "bodySHA256" in request.url:
+            params = request.body.decode("utf-8", "replace")
+        if not self._validator.validate(request.url, params, signature):
+            raise SignatureError("X-Twilio-Signature does not match")
+
+    def parse(self, request: InboundRequest, received_at: float) -> ParsedInbound:
+        if not request.content_type.startswith("application/x-www-form-urlencoded"):
+            raise PayloadError("expected application/x-www-form-urlencoded")
+        f = _form_dict(request.form)
+        for key, value in f.items():
+            if isinstance(value, list):
+                raise PayloadError(f"parameter {key} given more than once")
+        if "MessageStatus" in f and "Body" not in f and "NumMedia" not in f:
+            return ParsedInbound(statuses=[self._status(f)])
+        return ParsedInbound(messages=[self._message(f, request, received_at)])
+
+    def parse_status(self, request: InboundRequest) -> StatusUpdate:
+        f = _form_dict(request.form)
+        if any(isinstance(v, list) for v in f.values()):
+            raise PayloadError("repeated parameter in status callback")
+        return self._status(f)
+
+    def _status(self, f: dict[str, str]) -> StatusUpdate:
+        sid = f.get("MessageSid") or f.get("SmsSid") or ""
+        if not sid:
+            raise PayloadError("MessageSid is missing")
+        raw_status = (f.get("MessageStatus") or f.get("SmsStatus") or "").lower()
+        state = _STATUS_MAP.get(raw_status)
+        if state is None:
+            raise PayloadError(f"unknown MessageStatus {raw_status!r}")
+        return StatusUpdate(
+            channel=self.name,
+            account=self.account,
+            provider_id=sid,
+            state=state,
+            error_code=f.get("ErrorCode", ""),
+            error_message=f.get("ErrorMessage", "")[:500],
+        )
+
+    def _message(self, f: dict[str, str], request: InboundRequest, received_at: float) -> Message:
+        sid = f.get("MessageSid") or f.get("SmsMessageSid") or f.get("SmsSid") or ""
+        if not sid:
+            raise PayloadError("MessageSid is missing")
+        raw_from = f.get("From", "")
+        if not raw_from:
+            raise PayloadError("From is missing")
+        try:
+            phone = normalize_phone(f.get("WaId") or raw_from, self._region)
+        except InvalidIdentity as exc:
+            raise PayloadError(f"From is not a usable phone number: {exc}") from None
+        attachments = self._attachments(f)
+        kind = (f.get("MessageType") or "").lower()
+        location: Location | None = None
+        if f.get("Latitude") or f.get("Longitude"):
+            try:
+                location = Location(
+                    latitude=float(f["Latitude"]),
+                    longitude=float(f["Longitude"]),
+                    address=f.get("Address", ""),
+                    label=f.get("Label", ""),
+                )
+            except (KeyError, ValueError):
+                raise PayloadError("Latitude and Longitude must both be numbers") from None
+            kind = "location"
+        text = f.get("Body", "")
+        meta: dict[str, str] = {"to": f.get("To", "")}
+        if f.get("ButtonPayload") or f.get("ButtonText"):
+            kind = "button"
+            meta["button_payload"] = f.get("ButtonPayload", "")
+            text = text or f.get("ButtonText", "")
+        if f.get("OriginalRepliedMessageSid"):
+            meta["replied_to"] = f["OriginalRepliedMessageSid"]
+        if f.get("ReferralSourceUrl"):
+            meta["referral_url"] = f["ReferralSourceUrl"]
+        if not kind or kind not in {"text", "location", "button", "interactive"}:
+            kind = "media" if attachments else (kind or "text")
+        if kind == "text" and attachments:
+            kind = "media"
+        return Message(
+            id=new_id(int(received_at * 1000)),
+            channel=self.name,
+            account=self.account,
+            provider_id=sid,
+            sender=phone_identity(phone),
+            reply_address=phone,
+            received_at=received_at,
+            kind=kind,
+            text=text,
+            display_name=f.get("ProfileName", "")[:200],
+            attachments=attachments,
+            location=location,
+            meta=meta,
+            raw=request.body.decode("utf-8", "replace"),
+        )
+
+    @staticmethod
+    def _attachments(f: dict[str, str]) -> tuple[Attachment, ...]:
+        raw_n = f.get("NumMedia", "0") or "0"
+        if not raw_n.isdigit():
+            raise PayloadError("NumMedia is not a number")
+        n = int(raw_n)
+        if n > MAX_MEDIA:
+            raise PayloadError(f"NumMedia {n} is above {MAX_MEDIA}")
+        out = []
+        for i in range(n):
+            url = f.get(f"MediaUrl{i}")
+            if not url:
+                raise PayloadError(f"MediaUrl{i} is missing (NumMedia={n})")
+            out.append(
+                Attachment(url=url, content_type=f.get(f"MediaContentType{i}", "") or "unknown")
+            )
+        return tuple(out)
+
+    # -- outbound ----------------------------------------------------------------------
+
+    def _twilio(self) -> Client:
+        if self._client is None:
+            self._http = _HubTwilioHttpClient()
+            self._client = Client(
+                self._settings.account_sid,
+                self._settings.auth_token.get_secret_value(),
+                http_client=self._http,
+            )
+            self._client.api.base_url = self._settings.api_base_url.rstrip("/")
+        return self._client
+
+    async def send(self, reply: OutboundReply) -> DeliveryResult:
+        kwargs: dict[str, Any] = {
+            "to": f"whatsapp:{reply.to}",
+            "from_": f"whatsapp:{self._settings.number}",
+        }
+        if reply.status_callback_url:
+            kwargs["status_callback"] = reply.status_callback_url
+        if reply.template is not None:
+            kwargs["content_sid"] = reply.template.provider_ref
+            if reply.template.variables:
+                kwargs["content_variables"] = json.dumps(reply.template.variables)
+        else:
+            kwargs["body"] = reply.text
+        try:
+            async with asyncio.timeout(self._timeout):
+                msg = await self._twilio().messages.create_async(**kwargs)
+        except TimeoutError:
+            raise TransientSendError("provider timed out") from None
+        except TwilioRestException as exc:
+            if exc.status == 429 or exc.status >= 500:
+                raise TransientSendError(f"provider answered {exc.status}") from None
+            return DeliveryResult(
+                accepted=False,
+                state=DeliveryState.FAILED,
+                error_code=str(exc.code or exc.status),
+                error_message=str(exc.msg)[:500],
+            )
+        except TwilioException as exc:
+            code = str(getattr(exc, "code", "") or getattr(exc, "status", ""))
+            return DeliveryResult(
+                accepted=False,
+                state=DeliveryState.FAILED,
+                error_code=code,
+                error_message=type(exc).__name__,
+            )
+        state = _STATUS_MAP.get(str(msg.status or "").lower(), DeliveryState.SENT)
+        if state.rank < DeliveryState.SENT.rank:
+            state = DeliveryState.SENT  # accepted by the provider is "sent" from our side
+        return DeliveryResult(accepted=True, provider_id=str(msg.sid), state=state)
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+            self._client = None

@@ -1,0 +1,45 @@
+"""The automatic acknowledgement: the citizen's first proof that someone has the complaint.
+
+Sent once per new ticket, with the ticket number, in Bahasa Indonesia unless the account says
+otherwise. The reply id is derived from the message that opened the ticket, so a redelivered
+message re-finds the same acknowledgement instead of sending a second one.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from hub.channelset import ChannelSet
+from hub.model import Message
+from hub.ports import Applied
+from hub.replies import ReplyRefused, ReplyService
+from hub.settings import AckSection
+
+log = structlog.get_logger("hub.ack")
+
+
+class Acknowledger:
+    def __init__(self, settings: AckSection, replies: ReplyService, channels: ChannelSet) -> None:
+        self.settings = settings
+        self.replies = replies
+        self.channels = channels
+
+    def text_for(self, msg: Message, number: str) -> str:
+        lang = self.channels.ack_language.get(
+            (msg.channel, msg.account), self.settings.default_language
+        )
+        return self.settings.templates[lang].format(ticket_number=number)
+
+    async def ensure(self, applied: Applied, msg: Message, number: str) -> None:
+        if not self.settings.enabled or not applied.opened_ticket:
+            return
+        try:
+            await self.replies.create(
+                applied.ticket_id,
+                text=self.text_for(msg, number),
+                author="hub",
+                kind="auto",
+                reply_id=f"ack-{applied.message_id}",
+            )
+        except ReplyRefused as exc:
+            log.warning("ack.skipped", ticket_id=applied.ticket_id, reason=exc.code)

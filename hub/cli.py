@@ -1,0 +1,155 @@
+"""The command line: ``python -m hub run | simulate | check-config``.
+
+``run`` plays every role in one process by default (what ``make run`` does, with ``--demo``);
+``--role`` picks some of them for scaling out against a shared Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+
+from hub import logging as hub_logging
+from hub.settings import ConfigError, Settings, load_settings
+
+DEFAULT_CONFIG = "config/hub.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m hub", description="Kemnaker contact hub")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="start the hub")
+    run.add_argument("--config", default=DEFAULT_CONFIG)
+    run.add_argument(
+        "--role",
+        action="append",
+        choices=["web", "dispatcher", "sender"],
+        help="run only these roles (repeatable); default: all",
+    )
+    run.add_argument("--demo", action="store_true", help="fake Twilio, simulated citizens")
+    sim = sub.add_parser("simulate", help="post signed WhatsApp webhooks from citizens")
+    sim.add_argument("--config", default=DEFAULT_CONFIG)
+    sim.add_argument("--url", default="", help="the hub's base URL (default: from config)")
+    sim.add_argument("--citizens", type=int, default=5)
+    sim.add_argument("--messages", type=int, default=2, help="messages per citizen")
+    sim.add_argument("--account", default=None, help="WhatsApp account name (default: first)")
+    sim.add_argument("--seed", type=int, default=None)
+    chk = sub.add_parser("check-config", help="validate a configuration file and exit")
+    chk.add_argument("--config", default=DEFAULT_CONFIG)
+    return p
+
+
+def _load(path: str) -> Settings:
+    try:
+        return load_settings(path)
+    except ConfigError as exc:
+        print(f"hub: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _banner(settings: Settings, demo: bool, fake_url: str, redis_url: str) -> str:
+    h = settings.hub
+    base = f"http://{h.listen_host}:{h.listen_port}"
+    lines = [
+        "",
+        "  Kemnaker contact hub is up",
+        f"  {'overview (demo)' if demo else 'health'}:  {base}/{'' if demo else 'readyz'}",
+        f"  API:              {base}/api/v1/tickets   (OpenAPI: {base}/api/v1/openapi.json)",
+        f"  metrics:          {base}/metrics",
+        f"  redis:            {redis_url}",
+    ]
+    for name in settings.channels.whatsapp.accounts:
+        lines.append(f"  WhatsApp webhook: {h.public_url}/webhooks/whatsapp/{name}")
+    if demo:
+        token = settings.api.tokens[0].token.get_secret_value() if settings.api.tokens else ""
+        lines += [
+            f"  fake Twilio:      {fake_url}/_fake/messages",
+            f"  demo API token:   {token}",
+            f"  try:  curl -H 'Authorization: Bearer {token}' {base}/api/v1/tickets",
+            "  more citizens:    .venv/bin/python -m hub simulate --config config/demo.toml",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+async def serve(settings: Settings, roles: frozenset[str], demo: bool) -> None:
+    from aiohttp import web
+
+    from hub.demo.fake_twilio import FakeTwilio
+    from hub.demo.simulate import run as simulate
+    from hub.runtime import Hub
+    from hub.web.app import build_app
+
+    log = structlog.get_logger("hub.cli")
+    fake: FakeTwilio | None = None
+    if demo:
+        accounts = {
+            a.account_sid: a.auth_token.get_secret_value()
+            for a in settings.channels.whatsapp.accounts.values()
+        }
+        fake = FakeTwilio(accounts, auto_callbacks=("sent", "delivered", "read"))
+        await fake.start(settings.demo.fake_twilio_port)
+    hub = Hub(settings, roles)
+    await hub.start()
+    runner: web.AppRunner | None = None
+    if "web" in roles:
+        runner = web.AppRunner(build_app(hub, demo), access_log=None, shutdown_timeout=10)
+        await runner.setup()
+        await web.TCPSite(runner, settings.hub.listen_host, settings.hub.listen_port).start()
+    print(_banner(settings, demo, fake.base_url if fake else "", hub.redis_url), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sim: asyncio.Task[list[int]] | None = None
+    if demo and settings.demo.citizens and "web" in roles:
+        base = f"http://{settings.hub.listen_host}:{settings.hub.listen_port}"
+        sim = asyncio.create_task(simulate(settings, base, settings.demo.citizens, 2))
+    await stop.wait()
+    log.info("hub.stopping")
+    if sim is not None:
+        sim.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await sim
+    if runner is not None:
+        await runner.cleanup()  # stop taking webhooks first; providers will retry elsewhere
+    await hub.stop()
+    if fake is not None:
+        await fake.stop()
+
+
+def _run_loop(coro: object) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)  # type: ignore[arg-type]
+    except ImportError:
+        asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    settings = _load(args.config)
+    hub_logging.configure(settings.hub.log_format, settings.hub.log_level)
+    if args.command == "check-config":
+        print(f"{args.config}: ok")
+        return 0
+    if args.command == "simulate":
+        from hub.demo.simulate import run as simulate
+
+        url = args.url or f"http://{settings.hub.listen_host}:{settings.hub.listen_port}"
+        codes = asyncio.run(
+            simulate(settings, url, args.citizens, args.messages, args.account, args.seed)
+        )
+        ok = sum(1 for c in codes if c == 200)
+        print(f"posted {len(codes)} signed webhooks to {url}: {ok} accepted")
+        return 0 if ok == len(codes) else 1
+    roles = frozenset(args.role) if args.role else frozenset({"web", "dispatcher", "sender"})
+    Path(settings.hub.data_dir).mkdir(parents=True, exist_ok=True)
+    _run_loop(serve(settings, roles, args.demo))
+    return 0

@@ -1,0 +1,191 @@
+"""The dispatcher: inbound stream entries become messages on tickets, once and in order.
+
+Each inbound shard is worked by one dispatcher at a time (a lease in Redis), and a sender's
+messages always land on the same shard, so one citizen's messages are applied in the order
+they arrived. A batch is applied with a few pipelined round trips (contacts, tickets, numbers,
+indexes), then acked; a crash before the ack leaves the entries pending, and whoever holds the
+shard next reclaims them. The store's scripts dedupe on the provider's message id, so applying
+an entry twice changes nothing. Entries that keep failing go to the shard's dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from hub.ack import Acknowledger
+from hub.channelset import ChannelSet
+from hub.metrics import HubMetrics
+from hub.model import Message
+from hub.ports import Applied, Group, StreamEntry, TicketStore
+from hub.settings import DispatcherSection
+
+log = structlog.get_logger("hub.dispatcher")
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchOptions:
+    batch_size: int
+    block_ms: int
+    claim_idle_ms: int
+    lease_ms: int
+    max_deliveries: int
+    reopen_window_ms: int
+
+    @classmethod
+    def from_settings(cls, s: DispatcherSection, reopen_window_hours: float) -> DispatchOptions:
+        return cls(
+            s.batch_size,
+            s.block_ms,
+            s.claim_idle_ms,
+            s.lease_ms,
+            s.max_deliveries,
+            int(reopen_window_hours * 3600 * 1000),
+        )
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: TicketStore,
+        groups: Sequence[Group],
+        acknowledger: Acknowledger,
+        channels: ChannelSet,
+        options: DispatchOptions,
+        owner: str,
+        metrics: HubMetrics,
+    ) -> None:
+        self.store = store
+        self.groups = list(groups)
+        self.ack = acknowledger
+        self.channels = channels
+        self.opt = options
+        self.owner = owner
+        self.metrics = metrics
+        self.heartbeat = 0.0
+        self._stop = asyncio.Event()
+
+    async def run(self) -> None:
+        for g in self.groups:
+            await g.ensure()
+        async with asyncio.TaskGroup() as tg:
+            for g in self.groups:
+                tg.create_task(self._work_shard(g), name=f"dispatch:{g.stream}")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+
+    async def _work_shard(self, group: Group) -> None:
+        held = False
+        last_claim = 0.0
+        read_block = max(1, min(self.opt.block_ms, self.opt.lease_ms // 3))
+        while not self._stop.is_set():
+            self.heartbeat = time.time()
+            try:
+                if not await group.hold_lease(self.owner, self.opt.lease_ms):
+                    if held:
+                        log.warning("dispatcher.lease_lost", stream=group.stream)
+                    held = False
+                    await self._pause(self.opt.lease_ms / 3000)
+                    continue
+                if not held:
+                    log.info("dispatcher.lease_taken", stream=group.stream, owner=self.owner)
+                    held, last_claim = True, 0.0
+                now = time.monotonic()
+                if now - last_claim >= self.opt.claim_idle_ms / 2000:
+                    last_claim = now
+                    reclaimed = await group.claim_idle(self.opt.claim_idle_ms, self.opt.batch_size)
+                    if reclaimed:
+                        log.info("dispatcher.reclaimed", stream=group.stream, count=len(reclaimed))
+                        await self.process(group, reclaimed)
+                entries = await group.read_new(self.opt.batch_size, read_block)
+                if entries:
+                    await self.process(group, entries)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("dispatcher.loop_failed", stream=group.stream, error=repr(exc)[:300])
+                await self._pause(1.0)
+        with contextlib.suppress(Exception):
+            await group.release_lease(self.owner)
+
+    async def process(self, group: Group, entries: Sequence[StreamEntry]) -> None:
+        """Apply a batch; on failure, entry by entry, so one poison entry cannot block others."""
+        ready: list[tuple[StreamEntry, Message]] = []
+        for e in entries:
+            if e.deliveries > self.opt.max_deliveries:
+                await self._dead(group, e, "delivered too many times without success")
+                continue
+            try:
+                ready.append((e, Message.from_json(e.fields["m"])))
+            except Exception as exc:
+                await self._dead(group, e, f"unreadable entry: {exc!r}"[:300])
+        if not ready:
+            return
+        start = time.perf_counter()
+        try:
+            await self.apply([m for _, m in ready])
+            await group.ack([e.id for e, _ in ready])
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("dispatcher.batch_failed", stream=group.stream, error=repr(exc)[:300])
+            for e, m in ready:
+                try:
+                    await self.apply([m])
+                    await group.ack([e.id])
+                except asyncio.CancelledError:
+                    raise
+                except Exception as one_exc:
+                    log.error(
+                        "dispatcher.entry_failed",
+                        stream=group.stream,
+                        entry=e.id,
+                        message_id=m.id,
+                        deliveries=e.deliveries,
+                        error=repr(one_exc)[:300],
+                    )
+                    if e.deliveries >= self.opt.max_deliveries:
+                        await self._dead(group, e, repr(one_exc))
+        self.metrics.dispatch_seconds.observe(time.perf_counter() - start)
+
+    async def _dead(self, group: Group, e: StreamEntry, error: str) -> None:
+        await group.dead_letter(e, error)
+        self.metrics.dead_lettered.labels(group.stream).inc()
+        log.error("dispatcher.dead_lettered", stream=group.stream, entry=e.id, error=error[:200])
+
+    async def apply(self, msgs: Sequence[Message]) -> list[Applied]:
+        """Correlate and store; every step is idempotent, so a retry converges."""
+        cids = await self.store.resolve_contacts([m.sender for m in msgs])
+        items = [
+            (cid, m, self.channels.units.get((m.channel, m.account), "general"))
+            for cid, m in zip(cids, msgs, strict=True)
+        ]
+        applied = await self.store.apply_messages(items, self.opt.reopen_window_ms)
+        numbers = await self.store.assign_numbers(applied)
+        await self.store.reindex(a.ticket_id for a in applied)
+        for a, m in zip(applied, msgs, strict=True):
+            number = a.number or numbers.get(a.ticket_id, "")
+            self.metrics.dispatched.labels(a.outcome.split(":")[0]).inc()
+            if a.outcome == "new":
+                self.metrics.tickets_opened.labels(m.channel).inc()
+            log.info(
+                "message.duplicate" if a.duplicate else "message.applied",
+                channel=m.channel,
+                message_id=a.message_id,
+                ticket_id=a.ticket_id,
+                ticket_number=number,
+                outcome=a.outcome,
+            )
+            if a.opened_ticket:  # idempotent: a redelivery re-finds the same acknowledgement
+                await self.ack.ensure(a, m, number)
+        return applied

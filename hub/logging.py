@@ -1,0 +1,71 @@
+"""structlog set up once: JSON (or pretty on a terminal), bound context, personal data masked.
+
+Log lines carry ids (request, message, ticket), never message bodies: the ``redact`` processor
+drops body-like keys and masks phone numbers and NIKs that slip into any string value.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_BODY_KEYS = frozenset({"body", "text", "message_body", "html", "raw", "payload", "password"})
+# +62 812-3456-7890, 081234567890, 6281234567890: keep the first 4 and last 2 digits.
+_PHONE = re.compile(r"(?<![\w])(\+?\d[\d\- ]{7,16}\d)(?![\w])")
+# NIK: 16 digits: province, regency, district, DDMMYY, serial.
+_NIK = re.compile(r"(?<!\d)(\d{6})(\d{6})(\d{4})(?!\d)")
+
+
+def mask_phone(value: str) -> str:
+    digits = [c for c in value if c.isdigit()]
+    if len(digits) < 8:
+        return value
+    plus = "+" if value.startswith("+") else ""
+    return f"{plus}{''.join(digits[:4])}{'*' * (len(digits) - 6)}{''.join(digits[-2:])}"
+
+
+def mask_text(value: str) -> str:
+    value = _NIK.sub(lambda m: m.group(1)[:2] + "*" * 10 + m.group(3)[-4:], value)
+    return _PHONE.sub(lambda m: mask_phone(m.group(1)), value)
+
+
+def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Drop body-like keys and mask personal numbers in every string value."""
+    for key in list(event):
+        if key in _BODY_KEYS:
+            event[key] = "[redacted]"
+            continue
+        value = event[key]
+        if isinstance(value, str) and key != "event":
+            event[key] = mask_text(value)
+    return event
+
+
+def configure(fmt: str = "json", level: str = "info") -> None:
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer()
+        if fmt == "console"
+        else structlog.processors.JSONRenderer(sort_keys=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> Any:
+    return structlog.get_logger(name)

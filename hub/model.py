@@ -1,0 +1,148 @@
+"""The normalized message and the reply: what every channel translates to and from.
+
+Channels produce these; the hub stores and routes them; adapters serialize them. They carry no
+behaviour beyond (de)serialization so that every layer can agree on them without importing
+each other.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Direction(StrEnum):
+    INBOUND = "in"
+    OUTBOUND = "out"
+
+
+class DeliveryState(StrEnum):
+    """Reply states, ranked so that late status callbacks never move a reply backwards."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    RETRYING = "retrying"
+    SENT = "sent"
+    UNDELIVERED = "undelivered"
+    FAILED = "failed"
+    DELIVERED = "delivered"
+    READ = "read"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+    @property
+    def final(self) -> bool:
+        return self in (DeliveryState.FAILED, DeliveryState.READ)
+
+
+_RANK = {
+    DeliveryState.QUEUED: 0,
+    DeliveryState.SENDING: 1,
+    DeliveryState.RETRYING: 1,
+    DeliveryState.SENT: 2,
+    DeliveryState.UNDELIVERED: 3,
+    DeliveryState.FAILED: 3,
+    DeliveryState.DELIVERED: 4,
+    DeliveryState.READ: 5,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    url: str
+    content_type: str
+    name: str = ""
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    latitude: float
+    longitude: float
+    address: str = ""
+    label: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One inbound message, normalized. ``provider_id`` is the dedupe key within its account."""
+
+    id: str
+    channel: str
+    account: str
+    provider_id: str
+    sender: str  # identity key, e.g. "phone:+6281234567890"
+    reply_address: str  # where a reply goes on this channel, e.g. "+6281234567890"
+    received_at: float
+    kind: str = "text"  # text, media, location, button, ...
+    text: str = ""
+    display_name: str = ""
+    attachments: tuple[Attachment, ...] = ()
+    location: Location | None = None
+    thread_hints: tuple[str, ...] = ()
+    provider_ts: float | None = None
+    meta: dict[str, str] = field(default_factory=dict)
+    raw: str = ""  # the provider payload as received, kept for audit
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> Message:
+        d: dict[str, Any] = json.loads(data)
+        d["attachments"] = tuple(Attachment(**a) for a in d.get("attachments", ()))
+        loc = d.get("location")
+        d["location"] = Location(**loc) if loc else None
+        d["thread_hints"] = tuple(d.get("thread_hints", ()))
+        return cls(**d)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A provider's delivery report about a reply it was given."""
+
+    channel: str
+    account: str
+    provider_id: str
+    state: DeliveryState
+    error_code: str = ""
+    error_message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    """A provider-approved template, for channels that need one outside a window."""
+
+    name: str
+    provider_ref: str  # e.g. Twilio ContentSid
+    variables: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundReply:
+    """What a channel sender needs to deliver one reply; built by the hub from the ticket."""
+
+    reply_id: str
+    ticket_id: str
+    channel: str
+    account: str
+    to: str
+    text: str = ""
+    template: Template | None = None
+    attempt: int = 1
+    status_callback_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """The provider's answer to a send: accepted (with its id) or refused (with its code)."""
+
+    accepted: bool
+    provider_id: str = ""
+    state: DeliveryState = DeliveryState.SENT
+    error_code: str = ""
+    error_message: str = ""

@@ -1,0 +1,165 @@
+"""What the hub needs from its infrastructure, as Protocols: the core never imports adapters.
+
+The Redis adapters in ``adapters/`` implement these; the composition root (``hub.runtime``)
+wires them in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from hub.model import DeliveryState, Message
+
+
+def ticket_id(cid: str, n: str | int) -> str:
+    return f"{cid}.{n}"
+
+
+def split_ticket_id(tid: str) -> tuple[str, str]:
+    cid, sep, n = tid.rpartition(".")
+    if not sep or not cid or not n.isdigit():
+        raise KeyError(tid)
+    return cid, n
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What happened to one inbound message in the store."""
+
+    outcome: str  # new | reopened | appended | dup:<original outcome>
+    contact_id: str
+    message_id: str
+    ticket_n: str
+    number: str
+    ack_reply: str
+
+    @property
+    def ticket_id(self) -> str:
+        return ticket_id(self.contact_id, self.ticket_n)
+
+    @property
+    def duplicate(self) -> bool:
+        return self.outcome.startswith("dup:")
+
+    @property
+    def opened_ticket(self) -> bool:
+        return self.outcome.removeprefix("dup:") == "new"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    go: bool
+    state: str
+    attempts: int = 0
+    reply: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    stream: str
+    id: str
+    fields: dict[str, str]
+    deliveries: int = 1
+
+
+class TicketStore(Protocol):
+    async def resolve_contacts(self, identities: Sequence[str]) -> list[str]: ...
+
+    async def apply_messages(
+        self, items: Sequence[tuple[str, Message, str]], reopen_window_ms: int
+    ) -> list[Applied]: ...
+
+    async def assign_numbers(self, applied: Sequence[Applied]) -> dict[str, str]: ...
+
+    async def reindex(self, ticket_ids: Iterable[str]) -> None: ...
+
+    async def add_reply(
+        self, tid: str, reply_id: str, record: dict[str, Any], kind: str, author: str
+    ) -> tuple[int, str]: ...
+
+    async def claim_reply(self, cid: str, reply_id: str, stale_ms: int = 120_000) -> Claim: ...
+
+    async def set_reply_state(
+        self,
+        cid: str,
+        reply_id: str,
+        state: DeliveryState,
+        provider_id: str = "",
+        error_code: str = "",
+        error_message: str = "",
+        force: bool = False,
+    ) -> str: ...
+
+    async def map_provider_id(self, channel: str, provider_id: str, cid: str, rid: str) -> None: ...
+
+    async def lookup_provider_id(
+        self, channel: str, provider_id: str
+    ) -> tuple[str, str] | None: ...
+
+    async def park_early_status(self, channel: str, provider_id: str, payload: str) -> None: ...
+
+    async def take_early_statuses(self, channel: str, provider_id: str) -> list[str]: ...
+
+    async def resolve_ticket_ref(self, ref: str) -> str | None: ...
+
+    async def set_ticket_status(self, tid: str, status: str) -> tuple[str, str]: ...
+
+    async def get_ticket(self, tid: str, with_raw: bool = False) -> dict[str, Any] | None: ...
+
+    async def get_ticket_fields(self, tid: str) -> dict[str, str]: ...
+
+    async def get_entry(self, cid: str, entry_id: str) -> dict[str, str]: ...
+
+    async def list_tickets(
+        self, filters: dict[str, str], limit: int = 50, offset: int = 0
+    ) -> tuple[list[dict[str, Any]], int]: ...
+
+    async def get_contact(self, cid: str) -> dict[str, Any] | None: ...
+
+
+class Publisher(Protocol):
+    async def publish(self, msg: Message) -> str: ...
+
+
+class Group(Protocol):
+    """One consumer group on one stream."""
+
+    stream: str
+
+    async def ensure(self) -> None: ...
+
+    async def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]: ...
+
+    async def claim_idle(self, min_idle_ms: int, count: int) -> list[StreamEntry]: ...
+
+    async def ack(self, ids: Sequence[str]) -> None: ...
+
+    async def dead_letter(self, entry: StreamEntry, error: str) -> None: ...
+
+    async def hold_lease(self, owner: str, ttl_ms: int) -> bool: ...
+
+    async def release_lease(self, owner: str) -> None: ...
+
+
+class OutboxQueue(Protocol):
+    async def enqueue(self, channel: str, contact_id: str, reply_id: str) -> str: ...
+
+    async def schedule_retry(
+        self, channel: str, contact_id: str, reply_id: str, due_ms: int
+    ) -> None: ...
+
+    async def move_due(self, channel: str, now_ms: int, limit: int = 500) -> int: ...
+
+    async def next_due_ms(self, channel: str) -> int | None: ...
+
+
+class Ops(Protocol):
+    async def ping(self) -> bool: ...
+
+    async def stream_stats(self, stream: str, group: str) -> dict[str, int]: ...
+
+    async def dead_letters(self, stream: str, count: int = 100) -> list[dict[str, str]]: ...
+
+    async def replay_dead_letter(self, stream: str, dead_id: str) -> str | None: ...

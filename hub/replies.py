@@ -1,0 +1,161 @@
+"""Replies from agents and from the hub: channel rules first, then the outbox.
+
+The reply goes out on the channel and account of the citizen's last inbound message on the
+ticket, because that is where the citizen is listening and where the provider's window is open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import structlog
+
+from hub.channelset import ChannelSet
+from hub.clock import Clock
+from hub.ids import new_id
+from hub.ports import OutboxQueue, TicketStore, split_ticket_id
+
+log = structlog.get_logger("hub.replies")
+
+
+class ReplyRefused(Exception):
+    """The reply cannot be sent as asked; ``code`` is machine-readable, the text is for agents."""
+
+    def __init__(self, code: str, message: str, status: int = 409, **details: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+        self.details = details
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    channel: str
+    account: str
+    last_inbound_at: float | None
+    free_text_hours: float
+    now: float
+
+    @property
+    def seconds_left(self) -> float:
+        if self.last_inbound_at is None:
+            return 0.0
+        return max(0.0, self.last_inbound_at + self.free_text_hours * 3600 - self.now)
+
+    @property
+    def open(self) -> bool:
+        return self.seconds_left > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "open": self.open, "seconds_left": int(self.seconds_left)}
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedReply:
+    reply_id: str
+    ticket_id: str
+    channel: str
+    account: str
+    state: str
+    created: bool
+
+
+class ReplyService:
+    def __init__(
+        self, store: TicketStore, outbox: OutboxQueue, channels: ChannelSet, clock: Clock
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.channels = channels
+        self.clock = clock
+
+    async def window(self, tid: str) -> Window:
+        fields = await self.store.get_ticket_fields(tid)
+        if not fields:
+            raise ReplyRefused("not_found", "no such ticket", status=404)
+        return self._window(fields)
+
+    def _window(self, fields: dict[str, str]) -> Window:
+        channel, account = fields.get("reply_channel", ""), fields.get("reply_account", "")
+        ch = self.channels.get(channel, account)
+        hours = ch.window.free_text_hours if ch is not None else 0.0
+        last = fields.get("last_inbound_at")
+        return Window(
+            channel, account, float(last) / 1000 if last else None, hours, self.clock.now()
+        )
+
+    async def create(
+        self,
+        tid: str,
+        *,
+        text: str = "",
+        template: str = "",
+        variables: dict[str, str] | None = None,
+        author: str,
+        kind: str = "agent",
+        reply_id: str | None = None,
+    ) -> QueuedReply:
+        fields = await self.store.get_ticket_fields(tid)
+        if not fields:
+            raise ReplyRefused("not_found", "no such ticket", status=404)
+        if fields.get("status") == "closed":
+            raise ReplyRefused("ticket_closed", "the ticket is closed")
+        channel, account = fields.get("reply_channel", ""), fields.get("reply_account", "")
+        ch = self.channels.get(channel, account)
+        if ch is None:
+            raise ReplyRefused(
+                "channel_unavailable",
+                f"the citizen's channel {channel}/{account} is not enabled on this hub",
+            )
+        window = self._window(fields)
+        record: dict[str, Any] = {
+            "channel": channel,
+            "account": account,
+            "to": fields.get("reply_to", ""),
+            "kind": kind,
+            "ticket_id": tid,
+        }
+        if template:
+            values = {"ticket_number": fields.get("number", ""), **(variables or {})}
+            try:
+                tpl = self.channels.template(channel, account, template, values)
+            except KeyError:
+                raise ReplyRefused(
+                    "unknown_template",
+                    f"no approved template {template!r} on {channel}/{account}",
+                    status=422,
+                    templates=sorted(self.channels.templates.get((channel, account), {})),
+                ) from None
+            except ValueError as exc:
+                raise ReplyRefused("template_variables", str(exc), status=422) from None
+            record["template"] = asdict(tpl)
+            record["text"] = ""
+        else:
+            if not text.strip():
+                raise ReplyRefused("empty_reply", "a reply needs text or a template", status=422)
+            if not window.open and ch.window.template_required_outside:
+                raise ReplyRefused(
+                    "template_required",
+                    f"the {ch.window.free_text_hours:g}-hour window on {channel} is closed: "
+                    "send an approved template instead",
+                    window=window.as_dict(),
+                    templates=sorted(self.channels.templates.get((channel, account), {})),
+                )
+            record["text"] = text
+        rid = reply_id or new_id(int(self.clock.now() * 1000))
+        created, state = await self.store.add_reply(tid, rid, record, kind, author)
+        if created < 0:
+            raise ReplyRefused("not_found", "no such ticket", status=404)
+        if state == "queued":
+            cid, _ = split_ticket_id(tid)
+            await self.outbox.enqueue(channel, cid, rid)
+        log.info(
+            "reply.queued",
+            ticket_id=tid,
+            reply_id=rid,
+            channel=channel,
+            kind=kind,
+            created=bool(created),
+        )
+        return QueuedReply(rid, tid, channel, account, state, bool(created))

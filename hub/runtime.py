@@ -1,0 +1,174 @@
+"""The composition root: settings in, a running hub out. The only hub module that imports
+concrete adapters and channels.
+
+One process can play every role (the default, and what ``make run`` does) or only some of
+them (``--role web``, ``--role dispatcher``, ``--role sender``) to scale out against a shared
+Redis. Every role's loop runs on the same asyncio loop as the HTTP server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from dataclasses import dataclass, field
+
+import structlog
+from redis.asyncio import Redis
+
+from adapters import keys
+from adapters.redis_bus import InboundPublisher, Outbox, StreamGroup
+from adapters.redis_ops import RedisOps
+from adapters.redis_server import EmbeddedRedis
+from adapters.redis_store import RedisStore
+from channels import load_channel_class
+from hub.ack import Acknowledger
+from hub.channelset import ChannelSet, TemplateSpec
+from hub.clock import Clock, SystemClock
+from hub.dispatcher import Dispatcher, DispatchOptions
+from hub.ids import new_id
+from hub.metrics import HubMetrics
+from hub.replies import ReplyService
+from hub.sender import Sender, SenderOptions, StatusService
+from hub.settings import Settings
+
+log = structlog.get_logger("hub.runtime")
+ROLES = frozenset({"web", "dispatcher", "sender"})
+
+
+def build_channels(settings: Settings) -> ChannelSet:
+    cs = ChannelSet()
+    wa = settings.channels.whatsapp
+    if wa.enabled:
+        for name, acct in wa.accounts.items():
+            cls = load_channel_class(f"whatsapp:{acct.provider}")
+            ch = cls(  # type: ignore[call-arg]
+                account=name,
+                settings=acct,
+                window_hours=wa.window_hours,
+                default_region=settings.hub.default_region,
+                send_timeout_s=settings.outbox.send_timeout_s,
+            )
+            templates = {
+                tname: TemplateSpec(
+                    tname, t.content_sid, t.description, t.language, tuple(t.variables)
+                )
+                for tname, t in acct.templates.items()
+            }
+            cs.add(ch, templates, acct.ack_language, acct.unit)
+    return cs
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    roles: frozenset[str] = ROLES
+    clock: Clock = field(default_factory=SystemClock)
+    metrics: HubMetrics = field(default_factory=HubMetrics)
+
+    def __post_init__(self) -> None:
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{new_id()[-6:]}"
+        self.embedded: EmbeddedRedis | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.dispatcher: Dispatcher | None = None
+        self.sender: Sender | None = None
+
+    @property
+    def redis_url(self) -> str:
+        return self.embedded.url if self.embedded else self.settings.redis.url
+
+    def inbound_streams(self) -> list[str]:
+        return [keys.inbound_stream(i) for i in range(self.settings.redis.inbound_shards)]
+
+    def outbox_streams(self) -> dict[str, str]:
+        return {name: keys.outbox_stream(name) for name in sorted(self.channels.names())}
+
+    async def start(self) -> None:
+        s = self.settings
+        if not s.redis.url:
+            self.embedded = EmbeddedRedis(
+                s.hub.data_dir, s.redis.server_binary, s.redis.embedded_port, s.redis.appendfsync
+            )
+            await self.embedded.start()
+        timeout = max(5.0, max(s.dispatcher.block_ms, s.outbox.block_ms) / 1000 + 5)
+        self.redis = Redis.from_url(
+            self.redis_url,
+            socket_timeout=timeout,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+            max_connections=256,
+        )
+        self.store = RedisStore(self.redis, s.hub.ticket_prefix, self.clock)
+        self.publisher = InboundPublisher(self.redis, s.redis.inbound_shards)
+        self.outbox = Outbox(self.redis)
+        self.ops = RedisOps(self.redis)
+        self.channels = build_channels(s)
+        self.replies = ReplyService(self.store, self.outbox, self.channels, self.clock)
+        self.statuses = StatusService(self.store, self.metrics)
+        self.acknowledger = Acknowledger(s.ack, self.replies, self.channels)
+        if "dispatcher" in self.roles:
+            groups = [
+                StreamGroup(self.redis, st, keys.DISPATCH_GROUP, self.owner)
+                for st in self.inbound_streams()
+            ]
+            self.dispatcher = Dispatcher(
+                self.store,
+                groups,
+                self.acknowledger,
+                self.channels,
+                DispatchOptions.from_settings(s.dispatcher, s.hub.reopen_window_hours),
+                self.owner,
+                self.metrics,
+            )
+            self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+        if "sender" in self.roles:
+            sgroups = {
+                ch: StreamGroup(self.redis, st, keys.SEND_GROUP, self.owner)
+                for ch, st in self.outbox_streams().items()
+            }
+            self.sender = Sender(
+                self.store,
+                self.outbox,
+                sgroups,
+                self.channels,
+                SenderOptions.from_settings(s.outbox),
+                s.hub.public_url,
+                self.metrics,
+            )
+            self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
+        log.info(
+            "hub.started",
+            roles=sorted(self.roles),
+            owner=self.owner,
+            embedded_redis=self.embedded is not None,
+        )
+
+    def workers_alive(self, max_age_s: float) -> dict[str, bool]:
+        import time
+
+        now = time.time()
+        out = {}
+        for name, w in (("dispatcher", self.dispatcher), ("sender", self.sender)):
+            if w is not None:
+                task_ok = any(t.get_name() == name and not t.done() for t in self._tasks)
+                out[name] = task_ok and now - w.heartbeat < max_age_s
+        return out
+
+    async def stop(self) -> None:
+        """Graceful: workers finish what they started; the rest stays pending for others."""
+        for w in (self.dispatcher, self.sender):
+            if w is not None:
+                w.stop()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=30)
+            for t in pending:
+                t.cancel()
+            for t in done | pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await t
+        await self.channels.aclose()
+        await self.redis.aclose()
+        if self.embedded is not None:
+            await self.embedded.stop()
+        log.info("hub.stopped")

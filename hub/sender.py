@@ -1,0 +1,285 @@
+"""The sender: replies leave the outbox through their channel, at most once per attempt.
+
+A reply is claimed in the store before the provider is called (so two senders never send the
+same reply), retried with exponential backoff and jitter on timeouts, 5xx and 429 (honouring
+Retry-After), failed with the provider's code on a refusal, and dead-lettered when its attempts
+run out. Retries wait in a delayed set, not in a sleeping task, so a restart loses none.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from channels.base import TransientSendError
+from hub.channelset import ChannelSet
+from hub.metrics import HubMetrics
+from hub.model import DeliveryState, OutboundReply, StatusUpdate, Template
+from hub.ports import Group, OutboxQueue, StreamEntry, TicketStore
+from hub.settings import OutboxSection
+
+log = structlog.get_logger("hub.sender")
+
+
+@dataclass(frozen=True, slots=True)
+class SenderOptions:
+    max_attempts: int
+    backoff_base_s: float
+    backoff_max_s: float
+    claim_idle_ms: int
+    block_ms: int
+    concurrency: int
+    stale_sending_ms: int
+
+    @classmethod
+    def from_settings(cls, s: OutboxSection) -> SenderOptions:
+        return cls(
+            s.max_attempts,
+            s.backoff_base_s,
+            s.backoff_max_s,
+            s.claim_idle_ms,
+            s.block_ms,
+            s.concurrency,
+            int(s.send_timeout_s * 1000 * 2),
+        )
+
+
+def backoff_seconds(attempt: int, base: float, cap: float, retry_after: float | None) -> float:
+    """Full-jitter exponential backoff, never sooner than the provider's Retry-After."""
+    delay = random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap))
+    return delay
+
+
+class Sender:
+    def __init__(
+        self,
+        store: TicketStore,
+        outbox: OutboxQueue,
+        groups: Mapping[str, Group],
+        channels: ChannelSet,
+        options: SenderOptions,
+        public_url: str,
+        metrics: HubMetrics,
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.groups = groups
+        self.channels = channels
+        self.opt = options
+        self.public_url = public_url
+        self.metrics = metrics
+        self.heartbeat = 0.0
+        self._stop = asyncio.Event()
+        self._slots = asyncio.Semaphore(options.concurrency)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        for g in self.groups.values():
+            await g.ensure()
+        async with asyncio.TaskGroup() as tg:
+            for channel, g in self.groups.items():
+                tg.create_task(self._work(channel, g), name=f"send:{channel}")
+
+    async def _work(self, channel: str, group: Group) -> None:
+        last_claim = 0.0
+        inflight: set[asyncio.Task[None]] = set()
+        while not self._stop.is_set():
+            self.heartbeat = time.time()
+            try:
+                now_ms = int(time.time() * 1000)
+                await self.outbox.move_due(channel, now_ms)
+                entries: list[StreamEntry] = []
+                if time.monotonic() - last_claim >= self.opt.claim_idle_ms / 2000:
+                    last_claim = time.monotonic()
+                    entries += await group.claim_idle(self.opt.claim_idle_ms, 100)
+                block = await self._block_ms(channel, now_ms)
+                entries += await group.read_new(self.opt.concurrency, block)
+                for e in entries:
+                    await self._slots.acquire()
+                    t = asyncio.create_task(self._guarded(channel, group, e))
+                    inflight.add(t)
+                    t.add_done_callback(inflight.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("sender.loop_failed", channel=channel, error=repr(exc)[:300])
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 1.0)
+        if inflight:  # graceful stop: let started sends finish and record their result
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _block_ms(self, channel: str, now_ms: int) -> int:
+        """Block on the stream, but wake up when the next delayed retry falls due."""
+        due = await self.outbox.next_due_ms(channel)
+        if due is None:
+            return self.opt.block_ms
+        return max(1, min(self.opt.block_ms, due - now_ms))
+
+    async def _guarded(self, channel: str, group: Group, e: StreamEntry) -> None:
+        try:
+            await self.handle(channel, group, e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("sender.entry_failed", channel=channel, entry=e.id, error=repr(exc)[:300])
+        finally:
+            self._slots.release()
+
+    async def handle(self, channel: str, group: Group, e: StreamEntry) -> None:
+        cid, _, rid = e.fields.get("r", "").partition("|")
+        if not cid or not rid:
+            await group.dead_letter(e, "outbox entry without a reply reference")
+            return
+        claim = await self.store.claim_reply(cid, rid, self.opt.stale_sending_ms)
+        if not claim.go:
+            log.debug("reply.skipped", reply_id=rid, state=claim.state)
+            await group.ack([e.id])
+            return
+        rec: dict[str, Any] = claim.reply or {}
+        bound = log.bind(reply_id=rid, channel=channel, attempt=claim.attempts)
+        if claim.state == "sending":
+            bound.warning("reply.resent_after_crash")
+        ch = self.channels.get(rec.get("channel", ""), rec.get("account", ""))
+        if ch is None:
+            await self.store.set_reply_state(
+                cid, rid, DeliveryState.FAILED, error_code="channel_unavailable", force=True
+            )
+            await group.ack([e.id])
+            return
+        tpl = rec.get("template")
+        reply = OutboundReply(
+            reply_id=rid,
+            ticket_id=rec.get("ticket_id", ""),
+            channel=ch.name,
+            account=ch.account,
+            to=rec.get("to", ""),
+            text=rec.get("text", ""),
+            template=Template(**tpl) if tpl else None,
+            attempt=claim.attempts,
+            status_callback_url=f"{self.public_url}/webhooks/{ch.name}/{ch.account}/status",
+        )
+        try:
+            result = await ch.send(reply)
+        except TransientSendError as exc:
+            await self._retry_or_dead(channel, group, e, cid, rid, claim.attempts, exc)
+            return
+        if result.accepted:
+            await self.store.map_provider_id(ch.name, result.provider_id, cid, rid)
+            await self.store.set_reply_state(
+                cid, rid, result.state, provider_id=result.provider_id, force=True
+            )
+            await self._apply_early(ch.name, result.provider_id, cid, rid)
+            self.metrics.sends.labels(channel, "sent").inc()
+            bound.info("reply.sent", provider_id=result.provider_id)
+        else:
+            await self.store.set_reply_state(
+                cid,
+                rid,
+                DeliveryState.FAILED,
+                error_code=result.error_code,
+                error_message=result.error_message,
+                force=True,
+            )
+            self.metrics.sends.labels(channel, "failed").inc()
+            bound.warning("reply.failed", error_code=result.error_code)
+        await group.ack([e.id])
+
+    async def _retry_or_dead(
+        self,
+        channel: str,
+        group: Group,
+        e: StreamEntry,
+        cid: str,
+        rid: str,
+        attempts: int,
+        exc: TransientSendError,
+    ) -> None:
+        bound = log.bind(reply_id=rid, channel=channel, attempt=attempts, reason=str(exc))
+        if attempts >= self.opt.max_attempts:
+            await self.store.set_reply_state(
+                cid,
+                rid,
+                DeliveryState.FAILED,
+                error_code=exc.code or "retries_exhausted",
+                error_message=f"gave up after {attempts} attempts: {exc}",
+                force=True,
+            )
+            await group.dead_letter(e, f"gave up after {attempts} attempts: {exc}")
+            self.metrics.sends.labels(channel, "dead_lettered").inc()
+            self.metrics.dead_lettered.labels(group.stream).inc()
+            bound.error("reply.dead_lettered")
+            return
+        delay = backoff_seconds(
+            attempts, self.opt.backoff_base_s, self.opt.backoff_max_s, exc.retry_after
+        )
+        await self.store.set_reply_state(
+            cid,
+            rid,
+            DeliveryState.RETRYING,
+            error_code=exc.code,
+            error_message=str(exc),
+            force=True,
+        )
+        await self.outbox.schedule_retry(channel, cid, rid, int((time.time() + delay) * 1000))
+        await group.ack([e.id])
+        self.metrics.sends.labels(channel, "retry").inc()
+        bound.warning("reply.retry_scheduled", delay_s=round(delay, 2))
+
+    async def _apply_early(self, channel: str, provider_id: str, cid: str, rid: str) -> None:
+        for raw in await self.store.take_early_statuses(channel, provider_id):
+            d = json.loads(raw)
+            await self.store.set_reply_state(
+                cid,
+                rid,
+                DeliveryState(d["state"]),
+                error_code=d.get("error_code", ""),
+                error_message=d.get("error_message", ""),
+            )
+
+
+class StatusService:
+    """Applies providers' delivery reports; late or out-of-order reports never step back."""
+
+    def __init__(self, store: TicketStore, metrics: HubMetrics) -> None:
+        self.store = store
+        self.metrics = metrics
+
+    async def apply(self, updates: Sequence[StatusUpdate]) -> list[str]:
+        results = []
+        for u in updates:
+            ref = await self.store.lookup_provider_id(u.channel, u.provider_id)
+            if ref is None:
+                payload = json.dumps(
+                    {
+                        "state": u.state.value,
+                        "error_code": u.error_code,
+                        "error_message": u.error_message,
+                    }
+                )
+                await self.store.park_early_status(u.channel, u.provider_id, payload)
+                ref = await self.store.lookup_provider_id(u.channel, u.provider_id)
+                if ref is None:
+                    results.append("parked")
+                    self.metrics.status_updates.labels(u.channel, "parked").inc()
+                    continue
+                await self.store.take_early_statuses(u.channel, u.provider_id)
+            cid, rid = ref
+            r = await self.store.set_reply_state(
+                cid, rid, u.state, error_code=u.error_code, error_message=u.error_message
+            )
+            results.append(r)
+            self.metrics.status_updates.labels(u.channel, r).inc()
+            log.info("reply.status", channel=u.channel, reply_id=rid, state=u.state.value, result=r)
+        return results

@@ -1,0 +1,225 @@
+"""Hub configuration: one TOML file plus ``HUB__SECTION__KEY`` environment overrides.
+
+Validated once at start-up so that a typo or a missing secret stops the hub with a message
+that names the key, instead of failing at 3 a.m. on the first message of that channel.
+Secrets are ``SecretStr``: they never appear in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "HUB__"
+
+AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
+
+
+class ConfigError(Exception):
+    """The configuration cannot start a hub; the message names every offending key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HubSection(_Section):
+    public_url: str = Field(
+        description="Base URL the providers call (scheme, host, port); signed URLs are built "
+        "from it, never from the request's Host header."
+    )
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(8080, ge=0, le=65535)
+    data_dir: Path = Path("var")
+    ticket_prefix: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,6}$")] = "KMN"
+    reopen_window_hours: float = Field(72.0, ge=0)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    default_region: str = Field("ID", description="Region for phone numbers written without +CC")
+
+    @field_validator("public_url")
+    @classmethod
+    def _no_trailing_slash(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class RedisSection(_Section):
+    url: str = Field("", description="redis:// URL; empty means start an embedded redis-server")
+    server_binary: str = "redis-server"
+    embedded_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
+    appendfsync: Literal["always", "everysec", "no"] = "everysec"
+    inbound_shards: int = Field(4, ge=1, le=1024)
+
+
+class DispatcherSection(_Section):
+    batch_size: int = Field(100, ge=1, le=10_000)
+    block_ms: int = Field(1000, ge=1)
+    claim_idle_ms: int = Field(30_000, ge=10)
+    lease_ms: int = Field(10_000, ge=50)
+    max_deliveries: int = Field(5, ge=1)
+
+
+class OutboxSection(_Section):
+    max_attempts: int = Field(6, ge=1)
+    backoff_base_s: float = Field(1.0, gt=0)
+    backoff_max_s: float = Field(300.0, gt=0)
+    send_timeout_s: float = Field(15.0, gt=0)
+    claim_idle_ms: int = Field(60_000, ge=10)
+    block_ms: int = Field(1000, ge=1)
+    concurrency: int = Field(32, ge=1)
+
+
+class ApiToken(_Section):
+    name: str
+    token: SecretStr = Field(min_length=16)
+
+
+class ApiSection(_Section):
+    tokens: list[ApiToken] = Field(default_factory=list)
+
+
+class AckSection(_Section):
+    enabled: bool = True
+    default_language: Literal["id", "en"] = "id"
+    templates: dict[str, str] = Field(
+        default_factory=lambda: {
+            "id": "Terima kasih telah menghubungi Kementerian Ketenagakerjaan. "
+            "Pengaduan Anda telah kami terima dengan nomor tiket {ticket_number}. "
+            "Petugas kami akan segera menindaklanjuti.",
+            "en": "Thank you for contacting the Ministry of Manpower. "
+            "We have received your message as ticket {ticket_number}. "
+            "An officer will follow up shortly.",
+        }
+    )
+
+    @model_validator(mode="after")
+    def _both_languages(self) -> AckSection:
+        for lang in ("id", "en"):
+            text = self.templates.get(lang)
+            if not text:
+                raise ValueError(f"templates.{lang} is required")
+            if "{ticket_number}" not in text:
+                raise ValueError(f"templates.{lang} must contain {{ticket_number}}")
+        unknown = set(self.templates) - {"id", "en"}
+        if unknown:
+            raise ValueError(f"templates: unknown language(s) {sorted(unknown)}; use id, en")
+        return self
+
+
+class ContentTemplate(_Section):
+    """An approved WhatsApp template (Twilio Content API) agents may send outside 24 h."""
+
+    content_sid: Annotated[str, StringConstraints(pattern=r"^HX[0-9a-fA-F]{32}$")]
+    description: str = ""
+    language: Literal["id", "en"] = "id"
+    variables: list[str] = Field(default_factory=list)
+
+
+class TwilioWhatsAppAccount(_Section):
+    provider: Literal["twilio"] = "twilio"
+    number: str = Field(description="The WhatsApp sender in E.164, e.g. +628119521150")
+    account_sid: Annotated[str, StringConstraints(pattern=r"^AC[0-9a-fA-F]{32}$")]
+    auth_token: SecretStr = Field(min_length=8)
+    api_base_url: str = "https://api.twilio.com"
+    ack_language: Literal["id", "en"] | None = None
+    unit: str = "general"
+    templates: dict[str, ContentTemplate] = Field(default_factory=dict)
+
+
+class WhatsAppChannel(_Section):
+    enabled: bool = True
+    window_hours: float = Field(24.0, gt=0)
+    accounts: dict[AccountName, TwilioWhatsAppAccount] = Field(default_factory=dict)
+
+
+class ChannelsSection(_Section):
+    whatsapp: WhatsAppChannel = Field(default_factory=WhatsAppChannel)  # type: ignore[arg-type]
+
+
+class DemoSection(_Section):
+    fake_twilio_port: int = Field(8090, ge=0, le=65535)
+    citizens: int = Field(5, ge=0, le=1000)
+
+
+class Settings(_Section):
+    hub: HubSection
+    redis: RedisSection = Field(default_factory=RedisSection)  # type: ignore[arg-type]
+    dispatcher: DispatcherSection = Field(default_factory=DispatcherSection)  # type: ignore[arg-type]
+    outbox: OutboxSection = Field(default_factory=OutboxSection)  # type: ignore[arg-type]
+    api: ApiSection = Field(default_factory=ApiSection)
+    ack: AckSection = Field(default_factory=AckSection)
+    channels: ChannelsSection = Field(default_factory=ChannelsSection)
+    demo: DemoSection = Field(default_factory=DemoSection)  # type: ignore[arg-type]
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(path)}: cannot override inside a non-table value")
+        node = child
+    node[path[-1]] = value
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Environment values are TOML literals when they parse as one, else plain strings."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def apply_env_overrides(tree: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """``HUB__CHANNELS__WHATSAPP__ACCOUNTS__WA1__AUTH_TOKEN=x`` sets that nested key."""
+    for key, raw in sorted(environ.items()):
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX:
+            continue
+        path = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        _set_path(tree, path, _parse_env_value(raw))
+    return tree
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling and section)"
+        lines.append(f"  {key}: {msg}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def load_settings(path: str | Path, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, override and validate; raises ConfigError naming each bad key."""
+    p = Path(path)
+    try:
+        tree = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file not found: {p}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: not valid TOML: {exc}") from exc
+    apply_env_overrides(tree, os.environ if environ is None else environ)
+    try:
+        settings = Settings.model_validate(tree)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    return settings

@@ -1,0 +1,1 @@
+"""The hub's HTTP face: provider webhooks, the REST API, operations endpoints, demo page."""

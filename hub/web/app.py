@@ -1,0 +1,24 @@
+"""``build_app``: one aiohttp application, composed of one module per concern."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from hub.runtime import Hub
+from hub.web import api, demo_page, openapi, ops, webhooks
+from hub.web.common import HUB, request_context
+
+
+def build_app(hub: Hub, demo: bool = False) -> web.Application:
+    app = web.Application(
+        middlewares=[request_context, api.require_token],
+        client_max_size=hub.settings.hub.max_body_bytes,
+    )
+    app[HUB] = hub
+    webhooks.setup(app)
+    api.setup(app)
+    openapi.setup(app)
+    ops.setup(app)
+    if demo:
+        demo_page.setup(app)
+    return app

@@ -1,0 +1,280 @@
+"""The OpenAPI 3.1 description of the hub's HTTP interface, served at /api/v1/openapi.json.
+
+Request bodies come from the same pydantic models the handlers validate with, so the document
+cannot drift from what the API accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from hub import __version__
+from hub.web.api import ReplayIn, ReplyIn, StatusIn
+
+_ERR = {"$ref": "#/components/schemas/Error"}
+
+
+def _resp(desc: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    r: dict[str, Any] = {"description": desc}
+    if schema is not None:
+        r["content"] = {"application/json": {"schema": schema}}
+    return r
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    names = {
+        400: "Malformed request",
+        401: "Missing or bad token",
+        403: "Bad signature",
+        404: "Not found",
+        409: "Conflict with the ticket's state or channel rules",
+        413: "Body too large",
+        422: "Cannot be processed as asked",
+        503: "Store unavailable; retry",
+    }
+    return {str(c): _resp(names[c], _ERR) for c in codes}
+
+
+def _body(model: type[Any]) -> dict[str, Any]:
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": model.model_json_schema()}},
+    }
+
+
+TICKET_PARAM = {
+    "name": "ticket",
+    "in": "path",
+    "required": True,
+    "description": "Ticket id (<contact>.<n>) or number (KMN-2026-000123)",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 80},
+}
+ACCOUNT_PARAM = {
+    "name": "account",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 40},
+}
+FORM = {
+    "application/x-www-form-urlencoded": {
+        "schema": {"type": "object", "additionalProperties": {"type": "string"}}
+    }
+}
+
+
+def spec() -> dict[str, Any]:
+    obj = {"type": "object"}
+    paths: dict[str, Any] = {
+        "/webhooks/whatsapp/{account}": {
+            "post": {
+                "summary": "Twilio WhatsApp inbound message",
+                "tags": ["webhooks"],
+                "parameters": [
+                    ACCOUNT_PARAM,
+                    {
+                        "name": "X-Twilio-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {"required": True, "content": FORM},
+                "responses": {
+                    "200": {
+                        "description": "Stored on the inbound stream (empty TwiML)",
+                        "content": {"text/xml": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(400, 403, 404, 413, 503),
+                },
+            }
+        },
+        "/webhooks/whatsapp/{account}/status": {
+            "post": {
+                "summary": "Twilio status callback for a reply",
+                "tags": ["webhooks"],
+                "parameters": [
+                    ACCOUNT_PARAM,
+                    {
+                        "name": "X-Twilio-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {"required": True, "content": FORM},
+                "responses": {
+                    "204": {"description": "Applied (or ignored as stale)"},
+                    **_errors(400, 403, 404, 413, 503),
+                },
+            }
+        },
+        "/api/v1/tickets": {
+            "get": {
+                "summary": "List tickets, newest activity first",
+                "tags": ["tickets"],
+                "parameters": [
+                    {
+                        "name": "status",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["open", "resolved", "closed"]},
+                    },
+                    {"name": "channel", "in": "query", "schema": {"type": "string"}},
+                    {"name": "unit", "in": "query", "schema": {"type": "string"}},
+                    {"name": "assignee", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 200},
+                    },
+                    {
+                        "name": "offset",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": 10000000},
+                    },
+                ],
+                "responses": {
+                    "200": _resp(
+                        "A page of tickets",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "items": {"type": "array", "items": obj},
+                                "total": {"type": "integer"},
+                                "limit": {"type": "integer"},
+                                "offset": {"type": "integer"},
+                            },
+                        },
+                    ),
+                    **_errors(400, 401),
+                },
+            }
+        },
+        "/api/v1/tickets/{ticket}": {
+            "get": {
+                "summary": "One ticket with its timeline, delivery states and reply window",
+                "tags": ["tickets"],
+                "parameters": [
+                    TICKET_PARAM,
+                    {
+                        "name": "raw",
+                        "in": "query",
+                        "schema": {"type": "string", "enum": ["0", "1"]},
+                        "description": "1 includes the providers' raw payloads (audit)",
+                    },
+                ],
+                "responses": {"200": _resp("The ticket", obj), **_errors(401, 404)},
+            }
+        },
+        "/api/v1/tickets/{ticket}/replies": {
+            "post": {
+                "summary": "Reply on the citizen's channel (free text inside the window, else a "
+                "template)",
+                "tags": ["tickets"],
+                "parameters": [TICKET_PARAM],
+                "requestBody": _body(ReplyIn),
+                "responses": {
+                    "202": _resp("Queued on the outbox", obj),
+                    **_errors(400, 401, 404, 409, 422),
+                },
+            }
+        },
+        "/api/v1/tickets/{ticket}/status": {
+            "post": {
+                "summary": "Resolve, reopen or close a ticket",
+                "tags": ["tickets"],
+                "parameters": [TICKET_PARAM],
+                "requestBody": _body(StatusIn),
+                "responses": {"200": _resp("Changed", obj), **_errors(400, 401, 404, 409)},
+            }
+        },
+        "/api/v1/contacts/{contact}": {
+            "get": {
+                "summary": "A contact with every identity and ticket",
+                "tags": ["contacts"],
+                "parameters": [
+                    {
+                        "name": "contact",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 80},
+                    }
+                ],
+                "responses": {"200": _resp("The contact", obj), **_errors(401, 404)},
+            }
+        },
+        "/api/v1/dead-letters": {
+            "get": {
+                "summary": "Entries that failed past their limit, on every stream",
+                "tags": ["operations"],
+                "responses": {"200": _resp("Dead letters", obj), **_errors(401)},
+            }
+        },
+        "/api/v1/dead-letters/replay": {
+            "post": {
+                "summary": "Put a dead letter back on its stream",
+                "tags": ["operations"],
+                "requestBody": _body(ReplayIn),
+                "responses": {"200": _resp("Replayed", obj), **_errors(400, 401, 404)},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {"200": _resp("Alive", obj)},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "summary": "Readiness: Redis and consumers",
+                "security": [],
+                "tags": ["operations"],
+                "responses": {"200": _resp("Ready", obj), "503": _resp("Not ready", obj)},
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "tags": ["operations"],
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+    }
+    for path, item in paths.items():
+        if path.startswith("/webhooks/"):
+            for op in item.values():
+                op["security"] = []
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Kemnaker contact hub", "version": __version__},
+        "servers": [{"url": "/"}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "message"],
+                    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+                }
+            },
+        },
+    }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(spec())
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/v1/openapi.json", openapi)
