@@ -36,7 +36,7 @@ class EmbeddedRedis:
         port: int = 0,
         appendfsync: str = "everysec",
     ) -> None:
-        self.dir = data_dir / "redis"
+        self.dir = (data_dir / "redis").resolve()
         self.binary = binary
         self.port = port or free_port()
         self.appendfsync = appendfsync

@@ -102,7 +102,7 @@ class RedisStore:
         numbers = {}
         for tid, r in zip(todo, await pipe.execute(), strict=True):
             numbers[tid] = _s(r[0])
-        await self.redis.hset(keys.ticket_numbers(), mapping=numbers)
+        await self.redis.hset(keys.ticket_numbers(), mapping={v: k for k, v in numbers.items()})
         return numbers
 
     async def reindex(self, ticket_ids: Iterable[str]) -> None:

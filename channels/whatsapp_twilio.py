@@ -17,14 +17,16 @@ api_base_url, templates.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
-from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
 from twilio.request_validator import RequestValidator
 from twilio.rest import Client
@@ -73,22 +75,53 @@ def _form_dict(form: Sequence[tuple[str, str]]) -> dict[str, Any]:
     return {k: (v[0] if len(v) == 1 else v) for k, v in grouped.items()}
 
 
-class _HubTwilioHttpClient(AsyncTwilioHttpClient):  # type: ignore[misc]
-    """Turns 429 and 5xx into TransientSendError with Retry-After, before the SDK wraps them."""
+class _HubTwilioHttpClient(AsyncHttpClient):  # type: ignore[misc]
+    """The SDK's transport, owned by the hub: one aiohttp session, basic auth as a header
+    (aiohttp's BasicAuth is deprecated), and 429/5xx turned into TransientSendError with the
+    provider's Retry-After before the SDK wraps them into a generic exception."""
 
-    async def request(self, *args: Any, **kwargs: Any) -> Response:
+    def __init__(self) -> None:
+        super().__init__(logging.getLogger("twilio.hub_http_client"), is_async=True)
+        self.session = aiohttp.ClientSession()
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        params: dict[str, object] | None = None,
+        data: dict[str, object] | None = None,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout: float | None = None,
+        allow_redirects: bool = False,
+    ) -> Response:
+        hdrs = dict(headers or {})
+        if auth is not None:
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+            hdrs["Authorization"] = f"Basic {token}"
         try:
-            response: Response = await super().request(*args, **kwargs)
+            async with self.session.request(
+                method.upper(),
+                url,
+                params=params,
+                data=data,
+                headers=hdrs,
+                allow_redirects=allow_redirects,
+            ) as resp:
+                text = await resp.text()
+                status, resp_headers = resp.status, dict(resp.headers)
         except (aiohttp.ClientError, OSError) as exc:
             raise TransientSendError(f"connection failed: {type(exc).__name__}") from None
-        status = response.status_code
         if status == 429 or status >= 500:
             retry_after: float | None = None
-            raw = (response.headers or {}).get("Retry-After", "")
-            if raw and raw.strip().isdigit():
-                retry_after = float(raw.strip())
+            raw = resp_headers.get("Retry-After", "").strip()
+            if raw.isdigit():
+                retry_after = float(raw)
             raise TransientSendError(f"provider answered {status}", retry_after, str(status))
-        return response
+        return Response(status, text, resp_headers)
+
+    async def close(self) -> None:
+        await self.session.close()
 
 
 class TwilioWhatsApp:

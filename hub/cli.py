@@ -12,6 +12,7 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -78,14 +79,8 @@ def _banner(settings: Settings, demo: bool, fake_url: str, redis_url: str) -> st
 
 
 async def serve(settings: Settings, roles: frozenset[str], demo: bool) -> None:
-    from aiohttp import web
-
     from hub.demo.fake_twilio import FakeTwilio
-    from hub.demo.simulate import run as simulate
-    from hub.runtime import Hub
-    from hub.web.app import build_app
 
-    log = structlog.get_logger("hub.cli")
     fake: FakeTwilio | None = None
     if demo:
         accounts = {
@@ -94,33 +89,48 @@ async def serve(settings: Settings, roles: frozenset[str], demo: bool) -> None:
         }
         fake = FakeTwilio(accounts, auto_callbacks=("sent", "delivered", "read"))
         await fake.start(settings.demo.fake_twilio_port)
+    try:
+        await _serve_hub(settings, roles, demo, fake)
+    finally:
+        if fake is not None:
+            await fake.stop()
+
+
+async def _serve_hub(settings: Settings, roles: frozenset[str], demo: bool, fake: Any) -> None:
+    from aiohttp import web
+
+    from hub.demo.simulate import run as simulate
+    from hub.runtime import Hub
+    from hub.web.app import build_app
+
+    log = structlog.get_logger("hub.cli")
     hub = Hub(settings, roles)
     await hub.start()
     runner: web.AppRunner | None = None
-    if "web" in roles:
-        runner = web.AppRunner(build_app(hub, demo), access_log=None, shutdown_timeout=10)
-        await runner.setup()
-        await web.TCPSite(runner, settings.hub.listen_host, settings.hub.listen_port).start()
-    print(_banner(settings, demo, fake.base_url if fake else "", hub.redis_url), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    sim: asyncio.Task[list[int]] | None = None
-    if demo and settings.demo.citizens and "web" in roles:
-        base = f"http://{settings.hub.listen_host}:{settings.hub.listen_port}"
-        sim = asyncio.create_task(simulate(settings, base, settings.demo.citizens, 2))
-    await stop.wait()
-    log.info("hub.stopping")
-    if sim is not None:
-        sim.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await sim
-    if runner is not None:
-        await runner.cleanup()  # stop taking webhooks first; providers will retry elsewhere
-    await hub.stop()
-    if fake is not None:
-        await fake.stop()
+    try:
+        if "web" in roles:
+            runner = web.AppRunner(build_app(hub, demo), access_log=None, shutdown_timeout=10)
+            await runner.setup()
+            await web.TCPSite(runner, settings.hub.listen_host, settings.hub.listen_port).start()
+        print(_banner(settings, demo, fake.base_url if fake else "", hub.redis_url), flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        sim: asyncio.Task[list[int]] | None = None
+        if demo and settings.demo.citizens and "web" in roles:
+            base = f"http://{settings.hub.listen_host}:{settings.hub.listen_port}"
+            sim = asyncio.create_task(simulate(settings, base, settings.demo.citizens, 2))
+        await stop.wait()
+        log.info("hub.stopping")
+        if sim is not None:
+            sim.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sim
+    finally:
+        if runner is not None:
+            await runner.cleanup()  # stop taking webhooks first; providers retry elsewhere
+        await hub.stop()
 
 
 def _run_loop(coro: object) -> None:

@@ -15,10 +15,11 @@ from typing import Any
 import structlog
 
 _BODY_KEYS = frozenset({"body", "text", "message_body", "html", "raw", "payload", "password"})
-# +62 812-3456-7890, 081234567890, 6281234567890: keep the first 4 and last 2 digits.
-_PHONE = re.compile(r"(?<![\w])(\+?\d[\d\- ]{7,16}\d)(?![\w])")
-# NIK: 16 digits: province, regency, district, DDMMYY, serial.
-_NIK = re.compile(r"(?<!\d)(\d{6})(\d{6})(\d{4})(?!\d)")
+# +6281234567890, 6281234567890, 081234567890 (as the hub writes them): keep the first 4
+# and last 2 digits. Ids made of digits and dashes (stream ids, ticket numbers) are left alone.
+_PHONE = re.compile(r"(?<![\w.:-])(\+\d{8,15}|(?:62|0)8\d{7,12})(?![\w.-])")
+# NIK: 16 digits: province, regency, district, DDMMYY (day + 40 for women), serial.
+_NIK = re.compile(r"(?<![\w-])(\d{6})((?:[0-6]\d|7[01])(?:0[1-9]|1[0-2])\d{2})(\d{4})(?![\w-])")
 
 
 def mask_phone(value: str) -> str:

@@ -14,6 +14,7 @@ from hub.replies import ReplyRefused
 from hub.web.common import HUB, error
 
 log = structlog.get_logger("hub.api")
+API_USER: web.RequestKey[str] = web.RequestKey("api_user", str)
 TICKET_STATUSES = ("open", "resolved", "closed")
 
 
@@ -62,7 +63,7 @@ async def require_token(request: web.Request, handler: Any) -> web.StreamRespons
             resp = error(401, "unauthorized", "a valid bearer token is required")
             resp.headers["WWW-Authenticate"] = 'Bearer realm="hub"'
             return resp
-        request["api_user"] = user
+        request[API_USER] = user
     response: web.StreamResponse = await handler(request)
     return response
 
@@ -145,7 +146,7 @@ async def post_reply(request: web.Request) -> web.Response:
             text=body.text,
             template=body.template,
             variables=body.variables,
-            author=str(request.get("api_user", "api")),
+            author=request.get(API_USER, "api"),
         )
     except ReplyRefused as exc:
         return error(exc.status, exc.code, str(exc), **exc.details)
@@ -211,7 +212,7 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
         stream=body.stream,
         entry=body.id,
         new_entry=new_id,
-        by=request.get("api_user", ""),
+        by=request.get(API_USER, ""),
     )
     return web.json_response({"stream": body.stream, "replayed": body.id, "entry": new_id})
 

@@ -1,0 +1,96 @@
+"""Shared fixtures: a real redis-server per test worker, a fake Twilio, and hubs built on them.
+
+Redis is a real server on a free port (never a mock), flushed before each test. Hubs are
+started without their background workers unless a test asks for them, so most tests drive the
+dispatcher and sender step by step (``drain_inbound``, ``drain_outbox``) instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis import Redis as SyncRedis
+
+from adapters.redis_server import free_port
+from hub.demo.fake_twilio import FakeTwilio
+from hub.settings import Settings
+from tests.helpers import HubHarness, make_settings
+
+REDIS_BIN = shutil.which("redis-server")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """One real redis-server for this test worker, on a free loopback port."""
+    if REDIS_BIN is None:
+        pytest.fail("redis-server is not installed: run `make test`, which installs it")
+    tmp = Path(tempfile.mkdtemp(prefix="hub-redis-"))
+    port = free_port()
+    proc = subprocess.Popen(
+        [REDIS_BIN, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(tmp),
+         "--save", "", "--appendonly", "no", "--daemonize", "no"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    client = SyncRedis(port=port)
+    try:
+        for _ in range(400):
+            with contextlib.suppress(Exception):
+                if client.ping():
+                    break
+            if proc.poll() is not None:
+                pytest.fail("redis-server exited at start")
+            time.sleep(0.025)  # session setup, outside any event loop
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The worker's Redis, emptied before the test."""
+    with SyncRedis.from_url(redis_server) as c:
+        c.flushall()
+    return redis_server
+
+
+@pytest.fixture
+async def fake_twilio() -> AsyncIterator[FakeTwilio]:
+    fake = FakeTwilio({})
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+def settings_for(
+    redis_url: str, fake_twilio: FakeTwilio, tmp_path: Path
+) -> Callable[..., Settings]:
+    def build(**overrides: Any) -> Settings:
+        s = make_settings(redis_url, fake_twilio.base_url, tmp_path, **overrides)
+        for acct in s.channels.whatsapp.accounts.values():
+            fake_twilio.accounts[acct.account_sid] = acct.auth_token.get_secret_value()
+        return s
+
+    return build
+
+
+@pytest.fixture
+async def harness(
+    settings_for: Callable[..., Settings], fake_twilio: FakeTwilio
+) -> AsyncIterator[HubHarness]:
+    """A hub with web only; dispatcher and sender are driven step by step by the test."""
+    h = HubHarness(settings_for(), fake_twilio)
+    await h.start(workers=False)
+    yield h
+    await h.stop()
