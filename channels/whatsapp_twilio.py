@@ -22,7 +22,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -92,7 +92,7 @@ class _HubTwilioHttpClient(AsyncHttpClient):  # type: ignore[misc]
         data: dict[str, object] | None = None,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
-        timeout: float | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the SDK's signature; the channel bounds the call
         allow_redirects: bool = False,
     ) -> Response:
         hdrs = dict(headers or {})
@@ -103,7 +103,7 @@ class _HubTwilioHttpClient(AsyncHttpClient):  # type: ignore[misc]
             async with self.session.request(
                 method.upper(),
                 url,
-                params=params,
+                params=cast(Any, params),
                 data=data,
                 headers=hdrs,
                 allow_redirects=allow_redirects,
