@@ -163,6 +163,14 @@ class Dispatcher:
         self.metrics.dead_lettered.labels(group.stream).inc()
         log.error("dispatcher.dead_lettered", stream=group.stream, entry=e.id, error=error[:200])
 
+    async def _ack_needed(self, a: Applied) -> bool:
+        """A redelivered first message re-sends its acknowledgement only if it never left:
+        the enqueue may have been lost with a crash between storing the reply and XADD."""
+        if not a.duplicate or not a.ack_reply:
+            return True
+        entry = await self.store.get_entry(a.contact_id, a.ack_reply)
+        return entry.get("state") == "queued"
+
     async def apply(self, msgs: Sequence[Message]) -> list[Applied]:
         """Correlate and store; every step is idempotent, so a retry converges."""
         cids = await self.store.resolve_contacts([m.sender for m in msgs])
@@ -173,6 +181,7 @@ class Dispatcher:
         applied = await self.store.apply_messages(items, self.opt.reopen_window_ms)
         numbers = await self.store.assign_numbers(applied)
         await self.store.reindex(a.ticket_id for a in applied)
+        acked: set[str] = set()
         for a, m in zip(applied, msgs, strict=True):
             number = a.number or numbers.get(a.ticket_id, "")
             self.metrics.dispatched.labels(a.outcome.split(":")[0]).inc()
@@ -186,6 +195,8 @@ class Dispatcher:
                 ticket_number=number,
                 outcome=a.outcome,
             )
-            if a.opened_ticket:  # idempotent: a redelivery re-finds the same acknowledgement
-                await self.ack.ensure(a, m, number)
+            if a.opened_ticket and a.message_id not in acked:
+                acked.add(a.message_id)
+                if await self._ack_needed(a):
+                    await self.ack.ensure(a, m, number)
         return applied

@@ -12,7 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,11 +86,24 @@ def settings_for(
 
 
 @pytest.fixture
-async def harness(
+async def harness_factory(
     settings_for: Callable[..., Settings], fake_twilio: FakeTwilio
-) -> AsyncIterator[HubHarness]:
+) -> AsyncIterator[Callable[..., Awaitable[HubHarness]]]:
+    """Build hubs with settings overrides (``outbox__max_attempts=2``); stopped after the test."""
+    made: list[HubHarness] = []
+
+    async def make(workers: bool = False, **overrides: Any) -> HubHarness:
+        h = HubHarness(settings_for(**overrides), fake_twilio)
+        await h.start(workers=workers)
+        made.append(h)
+        return h
+
+    yield make
+    for h in made:
+        await h.stop()
+
+
+@pytest.fixture
+async def harness(harness_factory: Callable[..., Awaitable[HubHarness]]) -> HubHarness:
     """A hub with web only; dispatcher and sender are driven step by step by the test."""
-    h = HubHarness(settings_for(), fake_twilio)
-    await h.start(workers=False)
-    yield h
-    await h.stop()
+    return await harness_factory()

@@ -192,3 +192,16 @@ class HubHarness:
         status, body = await self.api("GET", f"/api/v1/tickets/{ref}")
         assert status == 200, body
         return dict(body)
+
+
+async def eventually(check: Any, limit_s: float = 10.0, every_s: float = 0.02) -> Any:
+    """Await ``check()`` until it returns something truthy; for state with no event to await
+    (another process's writes). Bounded, and fails with the last value seen."""
+    deadline = time.monotonic() + limit_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(every_s)
+    raise AssertionError(f"condition not reached in {limit_s}s; last value: {last!r}")

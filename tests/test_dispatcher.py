@@ -1,0 +1,164 @@
+"""The dispatcher: dedupe, one contact per phone, reopen rules, order, crash recovery."""
+
+from __future__ import annotations
+
+import asyncio
+
+from adapters import keys
+from adapters.redis_bus import StreamGroup
+from hub.model import Message
+from tests.helpers import HubHarness, eventually, inbound_params
+
+
+async def test_same_webhook_twice_gives_one_message(harness: HubHarness) -> None:
+    """A provider retry of the same MessageSid is accepted twice and stored once."""
+    params = inbound_params("Upah lembur tidak dibayar")
+    assert (await harness.post_whatsapp(params))[0] == 200
+    assert (await harness.post_whatsapp(params))[0] == 200
+    assert await harness.drain_inbound() == 2
+    [t] = await harness.tickets()
+    full = await harness.ticket(t["id"])
+    inbound = [m for m in full["messages"] if m["direction"] == "in"]
+    assert len(inbound) == 1
+    assert full["msg_count"] == "1"
+    assert await harness.drain_outbox() == 1  # one acknowledgement, not two
+    assert len(harness.fake.sent) == 1
+
+
+async def test_two_messages_from_one_phone_make_one_ticket(harness: HubHarness) -> None:
+    """Messages from one phone, on either WhatsApp number and in any notation, share a ticket."""
+    await harness.post_whatsapp(inbound_params("THR belum dibayar", phone="+6281234567890"))
+    other = inbound_params(
+        "Sudah H-3 lebaran", phone="+6281234567890", account_sid="AC" + "2" * 32,
+        to="+628119521151", WaId="6281234567890", From="whatsapp:+62 812-3456-7890",
+    )  # fmt: skip
+    assert (await harness.post_whatsapp(other, account="wa2"))[0] == 200
+    await harness.drain_inbound()
+    [t] = await harness.tickets()
+    full = await harness.ticket(t["id"])
+    assert [m["text"] for m in full["messages"] if m["direction"] == "in"] == [
+        "THR belum dibayar",
+        "Sudah H-3 lebaran",
+    ]
+    # the reply goes where the citizen last wrote: the second number
+    assert full["reply_account"] == "wa2"
+    status, contact = await harness.api("GET", f"/api/v1/contacts/{t['contact_id']}")
+    assert status == 200
+    assert contact["identities"] == [
+        {"kind": "phone", "value": "+6281234567890", "channels": ["whatsapp"]}
+    ]
+    assert contact["tickets"] == [t["id"]]
+
+
+async def test_different_phones_make_different_tickets(harness: HubHarness) -> None:
+    """Two citizens never share a ticket, and ticket numbers are sequential."""
+    await harness.post_whatsapp(inbound_params("A", phone="+6281234567890"))
+    await harness.post_whatsapp(inbound_params("B", phone="+6285712345678"))
+    await harness.drain_inbound()
+    tickets = await harness.tickets()
+    assert len(tickets) == 2
+    assert len({t["contact_id"] for t in tickets}) == 2
+    numbers = sorted(t["number"] for t in tickets)
+    assert [n[-6:] for n in numbers] == ["000001", "000002"]
+
+
+async def test_resolved_ticket_reopens_within_window_then_new_after(harness: HubHarness) -> None:
+    """A message within the reopen window reopens the resolved ticket; after it, a new one."""
+    await harness.post_whatsapp(inbound_params("PHK sepihak"))
+    await harness.drain_inbound()
+    [t] = await harness.tickets()
+    status, _ = await harness.api(
+        "POST", f"/api/v1/tickets/{t['number']}/status", json={"status": "resolved"}
+    )
+    assert status == 200
+    harness.clock.advance(71 * 3600)  # inside the 72 h window
+    await harness.post_whatsapp(inbound_params("Masih belum ada pesangon"))
+    await harness.drain_inbound()
+    [again] = await harness.tickets()
+    assert again["id"] == t["id"]
+    assert again["status"] == "open"
+    assert again["reopen_count"] == "1"
+
+    await harness.api("POST", f"/api/v1/tickets/{t['id']}/status", json={"status": "resolved"})
+    harness.clock.advance(73 * 3600)  # past the window
+    await harness.post_whatsapp(inbound_params("Pertanyaan baru tentang BPJS"))
+    await harness.drain_inbound()
+    tickets = {x["id"]: x for x in await harness.tickets()}
+    assert len(tickets) == 2
+    assert tickets[t["id"]]["status"] == "closed"
+    [new] = [x for x in tickets.values() if x["id"] != t["id"]]
+    assert new["status"] == "open"
+    assert new["number"] != t["number"]
+    assert new["contact_id"] == t["contact_id"]
+    # each new ticket got its own acknowledgement; the reopen did not send another
+    assert await harness.drain_outbox() == 2
+
+
+async def test_one_contacts_messages_keep_their_order(harness: HubHarness) -> None:
+    """Twenty messages from one citizen appear on the ticket in the order they were received."""
+    for i in range(20):
+        await harness.post_whatsapp(inbound_params(f"pesan {i}"))
+    await harness.drain_inbound()
+    [t] = await harness.tickets()
+    full = await harness.ticket(t["id"])
+    texts = [m["text"] for m in full["messages"] if m["direction"] == "in"]
+    assert texts == [f"pesan {i}" for i in range(20)]
+
+
+async def test_crashed_consumer_entries_are_processed_once_by_another(
+    harness: HubHarness,
+) -> None:
+    """Entries read by a consumer that died before acking are reclaimed and applied once."""
+    for i in range(3):
+        await harness.post_whatsapp(inbound_params(f"pesan {i}", phone="+6281234567890"))
+    await harness.post_whatsapp(inbound_params("lain", phone="+6285712345678"))
+    redis = harness.hub.redis
+    ghost = harness.dispatcher("ghost")
+    read_by_ghost = 0
+    for s in harness.hub.inbound_streams():
+        g = StreamGroup(redis, s, keys.DISPATCH_GROUP, "ghost")
+        await g.ensure()
+        entries = await g.read_new(100, None)
+        read_by_ghost += len(entries)
+        if s == harness.hub.inbound_streams()[0] and entries:
+            # the ghost even wrote the tickets before dying: the redo must not double them
+            await ghost.apply([Message.from_json(e.fields["m"]) for e in entries])
+    assert read_by_ghost == 4
+
+    survivor = harness.dispatcher("survivor")
+    task = asyncio.create_task(survivor.run())
+    try:
+
+        async def all_acked() -> bool:
+            pending = 0
+            for s in harness.hub.inbound_streams():
+                pending += (await redis.xpending(s, keys.DISPATCH_GROUP))["pending"]
+            return pending == 0
+
+        await eventually(all_acked)
+    finally:
+        survivor.stop()
+        await task
+    tickets = await harness.tickets()
+    assert len(tickets) == 2
+    by_count = sorted(int(t["msg_count"]) for t in tickets)
+    assert by_count == [1, 3]
+    # the redo may queue an acknowledgement again; the sender still sends each one once
+    await harness.drain_outbox()
+    assert len(harness.fake.sent) == 2
+
+
+async def test_unreadable_entry_goes_to_dead_letters(harness: HubHarness) -> None:
+    """An entry that can never be applied is moved to the dead-letter stream, visibly."""
+    stream = harness.hub.inbound_streams()[0]
+    await harness.hub.redis.xadd(stream, {"m": "{not json"})
+    await harness.post_whatsapp(inbound_params("pesan sah"))
+    await harness.drain_inbound()
+    status, body = await harness.api("GET", "/api/v1/dead-letters")
+    assert status == 200
+    [dead] = body["items"]
+    assert dead["stream"] == stream
+    assert "unreadable" in dead["error"]
+    assert len(await harness.tickets()) == 1  # the good message was not held back
+    pending = await harness.hub.redis.xpending(stream, keys.DISPATCH_GROUP)
+    assert pending["pending"] == 0
