@@ -88,9 +88,11 @@ async def test_window_countdown_and_bad_requests(harness: HubHarness) -> None:
     assert status == 400
     assert "text or template" in body["message"]
     status, body = await harness.api(
-        "POST", f"/api/v1/tickets/{t['id']}/replies", data=b"{oops",
+        "POST",
+        f"/api/v1/tickets/{t['id']}/replies",
+        data=b"{oops",
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     assert (status, body["error"]) == (400, "malformed_json")
     status, _ = await harness.api("POST", "/api/v1/tickets/KMN-2026-999999/replies", json={})
     assert status == 404
