@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.helpers import HubHarness, inbound_params
+from typing import Any
+
+from tests.helpers import SID2, HubHarness, inbound_params
 
 
 async def test_message_becomes_ticket_and_ack_goes_out(harness: HubHarness) -> None:
@@ -23,3 +25,26 @@ async def test_message_becomes_ticket_and_ack_goes_out(harness: HubHarness) -> N
     full = await harness.ticket(t["number"])
     states = [m.get("state") for m in full["messages"] if m["direction"] == "out"]
     assert states == ["sent"]
+
+
+async def test_ack_language_follows_the_account(harness_factory: Any) -> None:
+    """An account configured for English acknowledges in English; the other in Indonesian."""
+    h = await harness_factory(channels__whatsapp__accounts__wa2__ack_language="en")
+    await h.post_whatsapp(inbound_params("Hello", phone="+6281234567890"))
+    other = inbound_params("Hi", phone="+6285712345678", account_sid=SID2, to="+628119521151")
+    await h.post_whatsapp(other, account="wa2")
+    await h.drain_inbound()
+    await h.drain_outbox()
+    bodies = {s.params["To"]: s.params["Body"] for s in h.fake.sent}
+    assert "nomor tiket KMN-" in bodies["whatsapp:+6281234567890"]
+    assert "as ticket KMN-" in bodies["whatsapp:+6285712345678"]
+    assert h.fake.sent[0].params["From"] != h.fake.sent[1].params["From"]
+
+
+async def test_acknowledgements_can_be_switched_off(harness_factory: Any) -> None:
+    """With ack.enabled = false a new ticket sends nothing by itself."""
+    h = await harness_factory(ack__enabled=False)
+    await h.post_whatsapp(inbound_params("Halo"))
+    await h.drain_inbound()
+    assert await h.drain_outbox() == 0
+    assert h.fake.sent == []
