@@ -97,16 +97,20 @@ class Dispatcher:
                     held = False
                     await self._pause(self.opt.lease_ms / 3000)
                     continue
+                min_idle = self.opt.claim_idle_ms
                 if not held:
+                    # The previous holder let its lease lapse: everything it read and did not
+                    # ack is ours now, before any newer entry, so order per citizen holds.
                     log.info("dispatcher.lease_taken", stream=group.stream, owner=self.owner)
-                    held, last_claim = True, 0.0
+                    held, last_claim, min_idle = True, 0.0, 0
                 now = time.monotonic()
                 if now - last_claim >= self.opt.claim_idle_ms / 2000:
                     last_claim = now
-                    reclaimed = await group.claim_idle(self.opt.claim_idle_ms, self.opt.batch_size)
-                    if reclaimed:
+                    while reclaimed := await group.claim_idle(min_idle, self.opt.batch_size):
                         log.info("dispatcher.reclaimed", stream=group.stream, count=len(reclaimed))
                         await self.process(group, reclaimed)
+                        if len(reclaimed) < self.opt.batch_size:
+                            break
                 entries = await group.read_new(self.opt.batch_size, read_block)
                 if entries:
                     await self.process(group, entries)
