@@ -12,11 +12,10 @@ import zlib
 from collections.abc import Sequence
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from adapters import keys
-from adapters.scripts import Scripts
+from adapters.scripts import AnyRedis, Scripts
 from hub.model import Message
 from hub.ports import StreamEntry
 
@@ -33,7 +32,7 @@ def shard_of(sender: str, shards: int) -> int:
 class InboundPublisher:
     """XADD normalized messages to their shard; one pipeline per loop turn."""
 
-    def __init__(self, redis: Redis, shards: int, maxlen: int | None = None) -> None:
+    def __init__(self, redis: AnyRedis, shards: int, maxlen: int | None = None) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.shards = shards
         self.maxlen = maxlen
@@ -72,7 +71,7 @@ class InboundPublisher:
 class StreamGroup:
     """One consumer group on one stream: read, claim, ack, dead-letter."""
 
-    def __init__(self, redis: Redis, stream: str, group: str, consumer: str) -> None:
+    def __init__(self, redis: AnyRedis, stream: str, group: str, consumer: str) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.stream = stream
         self.group = group
@@ -157,7 +156,7 @@ def _id_key(eid: str) -> tuple[int, int]:
 class Outbox:
     """Per-channel outbox streams, with a delayed set for retries waiting on their backoff."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.scripts = Scripts(redis)
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from adapters import keys
-from adapters.scripts import Scripts
+from adapters.scripts import AnyRedis, Scripts
 
 _META = ("source_id", "error", "deliveries")
 
@@ -22,7 +21,7 @@ def _s(v: Any) -> str:
 
 
 class RedisOps:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: AnyRedis) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.scripts = Scripts(redis)
 
@@ -69,6 +68,7 @@ class RedisOps:
             await self.redis.hset(
                 keys.entry(cid, rid), mapping={"state": "retrying", "attempts": 0}
             )
+        # a stream and its dead letters share a hash tag: one slot, so MULTI works on a cluster
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(stream, payload)
         pipe.xdel(dead, dead_id)

@@ -14,10 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from redis.asyncio import Redis
-
 from adapters import keys
-from adapters.scripts import Scripts
+from adapters.scripts import AnyRedis, Scripts
 from hub.clock import Clock, SystemClock
 from hub.ids import new_id, ticket_number
 from hub.model import DeliveryState, Message
@@ -34,7 +32,7 @@ def _s(v: Any) -> str:
 
 class RedisStore:
     def __init__(
-        self, redis: Redis, ticket_prefix: str = "KMN", clock: Clock | None = None
+        self, redis: AnyRedis, ticket_prefix: str = "KMN", clock: Clock | None = None
     ) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.scripts = Scripts(redis)
@@ -196,7 +194,7 @@ class RedisStore:
     async def park_early_status(self, channel: str, provider_id: str, payload: str) -> None:
         """A status that beat the send's answer waits here until the reply knows its id."""
         k = keys.early_statuses(channel, provider_id)
-        pipe = self.redis.pipeline(transaction=True)
+        pipe = self.redis.pipeline(transaction=True)  # one key: a single-slot MULTI on a cluster
         pipe.rpush(k, payload)
         pipe.expire(k, 86400)
         await pipe.execute()

@@ -1,18 +1,42 @@
-"""The Lua scripts, loaded from ``adapters/lua`` once and run by SHA (EVALSHA with fallback)."""
+"""The Lua scripts, loaded from ``adapters/lua`` once and run by SHA (EVALSHA with fallback).
+
+Every script names its contact's (or stream's) key in KEYS[1]; the other keys it touches share
+that key's hash tag, so each call lands on one slot of a Redis Cluster too.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.commands.core import AsyncScript
+
+AnyRedis = Redis | RedisCluster
+"""A single Redis or a Redis Cluster: the adapters run the same code on both."""
 
 
 @cache
 def _source(name: str) -> str:
     return (resources.files("adapters") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+class Script:
+    """One registered script. redis-py refuses EVALSHA inside a cluster pipeline (it cannot
+    load a missing script on the right node there), so in one it is queued as EVAL: the server
+    caches it by SHA, and the pipeline still costs one round trip per node, in order."""
+
+    def __init__(self, redis: AnyRedis, source: str) -> None:
+        self.source = source
+        self.script: AsyncScript = redis.register_script(source)
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[Any], client: Any = None) -> Any:
+        if isinstance(client, ClusterPipeline):
+            return client.eval(self.source, len(keys), *keys, *args)
+        return await self.script(keys=keys, args=args, client=client)
 
 
 class Scripts:
@@ -31,12 +55,10 @@ class Scripts:
         "dead_letter",
     )
 
-    def __init__(self, redis: Redis) -> None:
-        self._scripts: dict[str, AsyncScript] = {
-            n: redis.register_script(_source(n)) for n in self.NAMES
-        }
+    def __init__(self, redis: AnyRedis) -> None:
+        self._scripts: dict[str, Script] = {n: Script(redis, _source(n)) for n in self.NAMES}
 
-    def __getattr__(self, name: str) -> AsyncScript:
+    def __getattr__(self, name: str) -> Script:
         try:
             return self.__dict__["_scripts"][name]  # type: ignore[no-any-return]
         except KeyError:

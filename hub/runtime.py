@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from adapters import keys
 from adapters.redis_bus import InboundPublisher, Outbox, StreamGroup
@@ -92,7 +93,8 @@ class Hub:
             )
             await self.embedded.start()
         timeout = max(5.0, max(s.dispatcher.block_ms, s.outbox.block_ms) / 1000 + 5)
-        self.redis = Redis.from_url(
+        client = RedisCluster if s.redis.cluster else Redis
+        self.redis: Redis | RedisCluster = client.from_url(
             self.redis_url,
             socket_timeout=timeout,
             socket_connect_timeout=5,

@@ -66,6 +66,20 @@ class RedisSection(_Section):
     embedded_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
     inbound_shards: int = Field(4, ge=1, le=1024)
+    cluster: bool = Field(
+        False,
+        description="url names one node of a Redis Cluster; the hub discovers the others "
+        "(keys carry hash tags, so the same code runs on both)",
+    )
+
+    @model_validator(mode="after")
+    def _cluster_needs_url(self) -> RedisSection:
+        if self.cluster and not self.url:
+            raise ValueError(
+                "redis.cluster = true needs redis.url (a node of the cluster); "
+                "the embedded server is single-node"
+            )
+        return self
 
 
 class DispatcherSection(_Section):

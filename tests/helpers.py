@@ -41,20 +41,41 @@ def make_settings(redis_url: str, twilio_url: str, data_dir: Path, **over: Any) 
             "reopen_window_hours": 72,
         },
         "redis": {"url": redis_url, "inbound_shards": 2},
-        "dispatcher": {"block_ms": 20, "claim_idle_ms": 200, "lease_ms": 300,
-                       "max_deliveries": 3},
-        "outbox": {"max_attempts": 3, "backoff_base_s": 0.01, "backoff_max_s": 0.05,
-                   "block_ms": 20, "claim_idle_ms": 200, "send_timeout_s": 2},
+        "dispatcher": {"block_ms": 20, "claim_idle_ms": 200, "lease_ms": 300, "max_deliveries": 3},
+        "outbox": {
+            "max_attempts": 3,
+            "backoff_base_s": 0.01,
+            "backoff_max_s": 0.05,
+            "block_ms": 20,
+            "claim_idle_ms": 200,
+            "send_timeout_s": 2,
+        },
         "api": {"tokens": [{"name": "agent-ani", "token": TOKEN}]},
-        "channels": {"whatsapp": {"accounts": {
-            "wa1": {"number": "+628119521150", "account_sid": SID1,
-                    "auth_token": "wa1-auth-token-secret", "api_base_url": twilio_url,
-                    "templates": {"follow_up": {"content_sid": "HX" + "a" * 32,
-                                                "variables": ["ticket_number"]}}},
-            "wa2": {"number": "+628119521151", "account_sid": SID2,
-                    "auth_token": "wa2-auth-token-secret", "api_base_url": twilio_url},
-        }}},
-    }  # fmt: skip
+        "channels": {
+            "whatsapp": {
+                "accounts": {
+                    "wa1": {
+                        "number": "+628119521150",
+                        "account_sid": SID1,
+                        "auth_token": "wa1-auth-token-secret",
+                        "api_base_url": twilio_url,
+                        "templates": {
+                            "follow_up": {
+                                "content_sid": "HX" + "a" * 32,
+                                "variables": ["ticket_number"],
+                            }
+                        },
+                    },
+                    "wa2": {
+                        "number": "+628119521151",
+                        "account_sid": SID2,
+                        "auth_token": "wa2-auth-token-secret",
+                        "api_base_url": twilio_url,
+                    },
+                }
+            }
+        },
+    }
     for dotted, value in over.items():
         node = tree
         parts = dotted.split("__")
@@ -74,12 +95,21 @@ def inbound_params(
 ) -> dict[str, str]:
     sid = sid or "SM" + secrets.token_hex(16)
     p = {
-        "SmsMessageSid": sid, "NumMedia": "0", "ProfileName": "Siti Rahayu",
-        "MessageType": "text", "SmsSid": sid, "WaId": phone.lstrip("+"),
-        "SmsStatus": "received", "Body": body, "To": f"whatsapp:{to}", "NumSegments": "1",
-        "MessageSid": sid, "AccountSid": account_sid, "From": f"whatsapp:{phone}",
+        "SmsMessageSid": sid,
+        "NumMedia": "0",
+        "ProfileName": "Siti Rahayu",
+        "MessageType": "text",
+        "SmsSid": sid,
+        "WaId": phone.lstrip("+"),
+        "SmsStatus": "received",
+        "Body": body,
+        "To": f"whatsapp:{to}",
+        "NumSegments": "1",
+        "MessageSid": sid,
+        "AccountSid": account_sid,
+        "From": f"whatsapp:{phone}",
         "ApiVersion": "2010-04-01",
-    }  # fmt: skip
+    }
     p.update(extra)
     return p
 
@@ -165,10 +195,14 @@ class HubHarness:
             for ch, s in h.outbox_streams().items()
         }
         return Sender(
-            h.store, h.outbox, groups, h.channels,
+            h.store,
+            h.outbox,
+            groups,
+            h.channels,
             SenderOptions.from_settings(self.settings.outbox),
-            self.settings.hub.public_url, h.metrics,
-        )  # fmt: skip
+            self.settings.hub.public_url,
+            h.metrics,
+        )
 
     async def drain_outbox(self, include_delayed: bool = False) -> int:
         """Send every reply waiting in the outbox now (and due retries, if asked)."""

@@ -29,9 +29,13 @@ async def test_two_messages_from_one_phone_make_one_ticket(harness: HubHarness) 
     """Messages from one phone, on either WhatsApp number and in any notation, share a ticket."""
     await harness.post_whatsapp(inbound_params("THR belum dibayar", phone="+6281234567890"))
     other = inbound_params(
-        "Sudah H-3 lebaran", phone="+6281234567890", account_sid="AC" + "2" * 32,
-        to="+628119521151", WaId="6281234567890", From="whatsapp:+62 812-3456-7890",
-    )  # fmt: skip
+        "Sudah H-3 lebaran",
+        phone="+6281234567890",
+        account_sid="AC" + "2" * 32,
+        to="+628119521151",
+        WaId="6281234567890",
+        From="whatsapp:+62 812-3456-7890",
+    )
     assert (await harness.post_whatsapp(other, account="wa2"))[0] == 200
     await harness.drain_inbound()
     [t] = await harness.tickets()
