@@ -121,6 +121,27 @@ class StreamGroup:
         )
         return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
+    async def trim_processed(self, keep_ms: int, now_ms: int, exact: bool = False) -> int:
+        """Drop entries older than ``keep_ms`` that every group has read and acked.
+
+        Redis 7.0 has no XTRIM ... ACKED, so the floor is the oldest of: the retention cut,
+        each group's last-delivered id, and each group's oldest pending entry."""
+        try:
+            groups = await self.redis.xinfo_groups(self.stream)
+        except ResponseError:
+            return 0
+        floor = (now_ms - keep_ms, 0)
+        for g in groups:
+            floor = min(floor, _id_key(_s(g["last-delivered-id"])))
+            if int(g.get("pending") or 0):
+                summary = await self.redis.xpending(self.stream, _s(g["name"]))
+                if summary.get("min"):
+                    floor = min(floor, _id_key(_s(summary["min"])))
+        if floor <= (0, 0):
+            return 0
+        n = await self.redis.xtrim(self.stream, minid=f"{floor[0]}-{floor[1]}", approximate=not exact)
+        return int(n)
+
     async def ack(self, ids: Sequence[str]) -> None:
         if ids:
             await self.redis.xack(self.stream, self.group, *ids)

@@ -26,6 +26,7 @@ from hub.ports import Applied, Group, StreamEntry, TicketStore
 from hub.settings import DispatcherSection
 
 log = structlog.get_logger("hub.dispatcher")
+TRIM_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +37,12 @@ class DispatchOptions:
     lease_ms: int
     max_deliveries: int
     reopen_window_ms: int
+    retention_ms: int = 24 * 3600 * 1000
 
     @classmethod
-    def from_settings(cls, s: DispatcherSection, reopen_window_hours: float) -> DispatchOptions:
+    def from_settings(
+        cls, s: DispatcherSection, reopen_window_hours: float, retention_hours: float = 24.0
+    ) -> DispatchOptions:
         return cls(
             s.batch_size,
             s.block_ms,
@@ -46,6 +50,7 @@ class DispatchOptions:
             s.lease_ms,
             s.max_deliveries,
             int(reopen_window_hours * 3600 * 1000),
+            int(retention_hours * 3600 * 1000),
         )
 
 
@@ -86,7 +91,7 @@ class Dispatcher:
 
     async def _work_shard(self, group: Group) -> None:
         held = False
-        last_claim = 0.0
+        last_claim = last_trim = 0.0
         read_block = max(1, min(self.opt.block_ms, self.opt.lease_ms // 3))
         while not self._stop.is_set():
             self.heartbeat = time.time()
@@ -111,6 +116,9 @@ class Dispatcher:
                         await self.process(group, reclaimed)
                         if len(reclaimed) < self.opt.batch_size:
                             break
+                if now - last_trim >= TRIM_EVERY_S:
+                    last_trim = now
+                    await group.trim_processed(self.opt.retention_ms, int(time.time() * 1000))
                 entries = await group.read_new(self.opt.batch_size, read_block)
                 if entries:
                     await self.process(group, entries)

@@ -119,7 +119,9 @@ class Hub:
                 groups,
                 self.acknowledger,
                 self.channels,
-                DispatchOptions.from_settings(s.dispatcher, s.hub.reopen_window_hours),
+                DispatchOptions.from_settings(
+                    s.dispatcher, s.hub.reopen_window_hours, s.redis.stream_retention_hours
+                ),
                 self.owner,
                 self.metrics,
             )
@@ -134,7 +136,7 @@ class Hub:
                 self.outbox,
                 sgroups,
                 self.channels,
-                SenderOptions.from_settings(s.outbox),
+                SenderOptions.from_settings(s.outbox, s.redis.stream_retention_hours),
                 s.hub.public_url,
                 self.metrics,
             )

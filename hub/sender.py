@@ -27,6 +27,7 @@ from hub.ports import Group, OutboxQueue, StreamEntry, TicketStore
 from hub.settings import OutboxSection
 
 log = structlog.get_logger("hub.sender")
+TRIM_EVERY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,9 +39,10 @@ class SenderOptions:
     block_ms: int
     concurrency: int
     stale_sending_ms: int
+    retention_ms: int = 24 * 3600 * 1000
 
     @classmethod
-    def from_settings(cls, s: OutboxSection) -> SenderOptions:
+    def from_settings(cls, s: OutboxSection, retention_hours: float = 24.0) -> SenderOptions:
         return cls(
             s.max_attempts,
             s.backoff_base_s,
@@ -49,6 +51,7 @@ class SenderOptions:
             s.block_ms,
             s.concurrency,
             int(s.send_timeout_s * 1000 * 2),
+            int(retention_hours * 3600 * 1000),
         )
 
 
@@ -93,7 +96,7 @@ class Sender:
                 tg.create_task(self._work(channel, g), name=f"send:{channel}")
 
     async def _work(self, channel: str, group: Group) -> None:
-        last_claim = 0.0
+        last_claim = last_trim = 0.0
         inflight: set[asyncio.Task[None]] = set()
         while not self._stop.is_set():
             self.heartbeat = time.time()
@@ -101,6 +104,9 @@ class Sender:
                 now_ms = int(time.time() * 1000)
                 await self.outbox.move_due(channel, now_ms)
                 entries: list[StreamEntry] = []
+                if time.monotonic() - last_trim >= TRIM_EVERY_S:
+                    last_trim = time.monotonic()
+                    await group.trim_processed(self.opt.retention_ms, now_ms)
                 if time.monotonic() - last_claim >= self.opt.claim_idle_ms / 2000:
                     last_claim = time.monotonic()
                     entries += await group.claim_idle(self.opt.claim_idle_ms, 100)

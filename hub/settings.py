@@ -66,6 +66,12 @@ class RedisSection(_Section):
     embedded_port: int = Field(0, ge=0, le=65535, description="0 picks a free port")
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
     inbound_shards: int = Field(4, ge=1, le=1024)
+    stream_retention_hours: float = Field(
+        24.0,
+        ge=0,
+        description="Processed stream entries are trimmed after this; unprocessed ones never "
+        "(the messages themselves live on their tickets; dead letters are never trimmed)",
+    )
     cluster: bool = Field(
         False,
         description="url names one node of a Redis Cluster; the hub discovers the others "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from adapters import keys
 from adapters.redis_bus import StreamGroup
@@ -166,3 +167,26 @@ async def test_unreadable_entry_goes_to_dead_letters(harness: HubHarness) -> Non
     assert len(await harness.tickets()) == 1  # the good message was not held back
     pending = await harness.hub.redis.xpending(stream, keys.DISPATCH_GROUP)
     assert pending["pending"] == 0
+
+
+async def test_trimming_keeps_every_unprocessed_entry(harness: HubHarness) -> None:
+    """Retention trims processed entries only: a pending (unacked) entry and what follows stay."""
+    for i in range(3):
+        await harness.post_whatsapp(inbound_params(f"lama {i}"))
+    await harness.drain_inbound()
+    await harness.post_whatsapp(inbound_params("belum diproses"))
+    redis = harness.hub.redis
+    [stream] = [s for s in harness.hub.inbound_streams() if await redis.xlen(s)]
+    g = StreamGroup(redis, stream, keys.DISPATCH_GROUP, "slow")
+    [pending] = await g.read_new(10, None)  # read, not yet acked
+    await harness.post_whatsapp(inbound_params("baru"))  # not even read
+    now_ms = int(time.time() * 1000) + 1000
+    assert await g.trim_processed(keep_ms=0, now_ms=now_ms, exact=True) == 3
+    left = [eid.decode() for eid, _ in await redis.xrange(stream)]
+    assert left[0] == pending.id
+    assert len(left) == 2
+    await harness.drain_inbound("slow")  # nothing lost: both still reach the ticket
+    survivor = harness.dispatcher("slow")
+    await survivor.process(g, [pending])
+    [t] = await harness.tickets()
+    assert t["msg_count"] == "5"
