@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import aiohttp
+from multidict import MultiDict
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import AsyncHttpClient
 from twilio.http.response import Response
@@ -156,7 +157,8 @@ class TwilioWhatsApp:
         signature = request.header("X-Twilio-Signature")
         if not signature:
             raise SignatureError("missing X-Twilio-Signature")
-        params: Any = _form_dict(request.form)
+        # The validator reads repeated keys through getall(): give it a MultiDict.
+        params: Any = MultiDict(request.form)
         if "bodySHA256" in request.url:
             params = request.body.decode("utf-8", "replace")
         if not self._validator.validate(request.url, params, signature):
@@ -227,6 +229,9 @@ class TwilioWhatsApp:
             kind = "button"
             meta["button_payload"] = f.get("ButtonPayload", "")
             text = text or f.get("ButtonText", "")
+        if f.get("ListId"):
+            meta["list_id"] = f["ListId"]
+            text = text or f.get("ListTitle", "")
         if f.get("OriginalRepliedMessageSid"):
             meta["replied_to"] = f["OriginalRepliedMessageSid"]
         if f.get("ReferralSourceUrl"):
@@ -255,7 +260,7 @@ class TwilioWhatsApp:
     @staticmethod
     def _attachments(f: dict[str, str]) -> tuple[Attachment, ...]:
         raw_n = f.get("NumMedia", "0") or "0"
-        if not raw_n.isdigit():
+        if not (raw_n.isascii() and raw_n.isdigit()):
             raise PayloadError("NumMedia is not a number")
         n = int(raw_n)
         if n > MAX_MEDIA:

@@ -22,7 +22,7 @@ def normalize_phone(raw: str, default_region: str = "ID") -> str:
     digits = "".join(ch for ch in s if ch.isdigit())
     if not digits:
         raise InvalidIdentity("no digits in phone number")
-    if not s.startswith("+") and not s.startswith("0") and len(digits) > 9:
+    if not s.startswith("+") and not digits.startswith("0") and len(digits) > 9:
         # WaId and many exports give the country code without its plus.
         s = "+" + digits
     try:

@@ -17,7 +17,7 @@ import structlog
 _BODY_KEYS = frozenset({"body", "text", "message_body", "html", "raw", "payload", "password"})
 # +6281234567890, 6281234567890, 081234567890 (as the hub writes them): keep the first 4
 # and last 2 digits. Ids made of digits and dashes (stream ids, ticket numbers) are left alone.
-_PHONE = re.compile(r"(?<![\w.:-])(\+\d{8,15}|(?:62|0)8\d{7,12})(?![\w.-])")
+_PHONE = re.compile(r"(?<![\w.-])(\+\d{8,15}|(?:62|0)8\d{7,12})(?![\w-]|\.\d)")
 # NIK: 16 digits: province, regency, district, DDMMYY (day + 40 for women), serial.
 _NIK = re.compile(r"(?<![\w-])(\d{6})((?:[0-6]\d|7[01])(?:0[1-9]|1[0-2])\d{2})(\d{4})(?![\w-])")
 
@@ -35,15 +35,26 @@ def mask_text(value: str) -> str:
     return _PHONE.sub(lambda m: mask_phone(m.group(1)), value)
 
 
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {
+            k: "[redacted]" if str(k).lower() in _BODY_KEYS else _scrub(v) for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
 def redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Drop body-like keys and mask personal numbers in every string value."""
+    """Drop body-like keys (at any depth, any case) and mask personal numbers everywhere,
+    tracebacks included (this runs after exceptions are rendered)."""
     for key in list(event):
-        if key in _BODY_KEYS:
+        if key.lower() in _BODY_KEYS:
             event[key] = "[redacted]"
-            continue
-        value = event[key]
-        if isinstance(value, str) and key != "event":
-            event[key] = mask_text(value)
+        elif key != "event":
+            event[key] = _scrub(event[key])
     return event
 
 
@@ -58,8 +69,8 @@ def configure(fmt: str = "json", level: str = "info") -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
             structlog.processors.format_exc_info,
+            redact,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),

@@ -202,9 +202,12 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
 def _parse_env_value(raw: str) -> Any:
     """Environment values are TOML literals when they parse as one, else plain strings."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+    if isinstance(value, int | float) and not isinstance(value, bool) and str(value) != raw.strip():
+        return raw  # "+628…", "1_000", "0x1f": the operator wrote text, not a number
+    return value
 
 
 def apply_env_overrides(tree: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
