@@ -139,7 +139,9 @@ class StreamGroup:
                     floor = min(floor, _id_key(_s(summary["min"])))
         if floor <= (0, 0):
             return 0
-        n = await self.redis.xtrim(self.stream, minid=f"{floor[0]}-{floor[1]}", approximate=not exact)
+        n = await self.redis.xtrim(
+            self.stream, minid=f"{floor[0]}-{floor[1]}", approximate=not exact
+        )
         return int(n)
 
     async def ack(self, ids: Sequence[str]) -> None:
