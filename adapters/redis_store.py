@@ -126,8 +126,9 @@ class RedisStore:
                     pipe.zrem(keys.ticket_index(field, value), tid)
             for field, value in new.items():
                 pipe.zadd(keys.ticket_index(field, value), {tid: updated})
-            cid, n = split_ticket_id(tid)
-            pipe.hset(keys.ticket(cid, n), "ix", json.dumps(new, sort_keys=True))
+            if new != old:
+                cid, n = split_ticket_id(tid)
+                pipe.hset(keys.ticket(cid, n), "ix", json.dumps(new, sort_keys=True))
         await pipe.execute()
 
     # -- replies ---------------------------------------------------------------------

@@ -183,6 +183,10 @@ class Dispatcher:
         entry = await self.store.get_entry(a.contact_id, a.ack_reply)
         return entry.get("state") == "queued"
 
+    async def _ensure_ack(self, a: Applied, m: Message, number: str) -> None:
+        if await self._ack_needed(a):
+            await self.ack.ensure(a, m, number)
+
     async def apply(self, msgs: Sequence[Message]) -> list[Applied]:
         """Correlate and store; every step is idempotent, so a retry converges."""
         cids = await self.store.resolve_contacts([m.sender for m in msgs])
@@ -193,7 +197,7 @@ class Dispatcher:
         applied = await self.store.apply_messages(items, self.opt.reopen_window_ms)
         numbers = await self.store.assign_numbers(applied)
         await self.store.reindex(a.ticket_id for a in applied)
-        acked: set[str] = set()
+        acks: dict[str, tuple[Applied, Message, str]] = {}
         for a, m in zip(applied, msgs, strict=True):
             number = a.number or numbers.get(a.ticket_id, "")
             self.metrics.dispatched.labels(a.outcome.split(":")[0]).inc()
@@ -207,8 +211,8 @@ class Dispatcher:
                 ticket_number=number,
                 outcome=a.outcome,
             )
-            if a.opened_ticket and a.message_id not in acked:
-                acked.add(a.message_id)
-                if await self._ack_needed(a):
-                    await self.ack.ensure(a, m, number)
+            if a.opened_ticket:
+                acks.setdefault(a.message_id, (a, m, number))
+        if acks:  # concurrently: each is a few round trips, independent of the others
+            await asyncio.gather(*(self._ensure_ack(*item) for item in acks.values()))
         return applied
