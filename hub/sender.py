@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import random
 import time
@@ -55,6 +56,10 @@ class SenderOptions:
         )
 
 
+def _forget(holding: set[str], entry_id: str, _task: object) -> None:
+    holding.discard(entry_id)
+
+
 def backoff_seconds(attempt: int, base: float, cap: float, retry_after: float | None) -> float:
     """Full-jitter exponential backoff, never sooner than the provider's Retry-After."""
     delay = random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
@@ -98,6 +103,7 @@ class Sender:
     async def _work(self, channel: str, group: Group) -> None:
         last_claim = last_trim = 0.0
         inflight: set[asyncio.Task[None]] = set()
+        holding: set[str] = set()  # entry ids this process is working on, or waiting to
         while not self._stop.is_set():
             self.heartbeat = time.time()
             try:
@@ -113,10 +119,14 @@ class Sender:
                 block = await self._block_ms(channel, now_ms)
                 entries += await group.read_new(self.opt.concurrency, block)
                 for e in entries:
+                    if e.id in holding:  # our own slow entry, not a dead consumer's
+                        continue
+                    holding.add(e.id)
                     await self._slots.acquire()
                     t = asyncio.create_task(self._guarded(channel, group, e))
                     inflight.add(t)
                     t.add_done_callback(inflight.discard)
+                    t.add_done_callback(functools.partial(_forget, holding, e.id))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
