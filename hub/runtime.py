@@ -15,7 +15,7 @@ import socket
 from dataclasses import dataclass, field
 
 import structlog
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from adapters import keys
@@ -93,14 +93,27 @@ class Hub:
             )
             await self.embedded.start()
         timeout = max(5.0, max(s.dispatcher.block_ms, s.outbox.block_ms) / 1000 + 5)
-        client = RedisCluster if s.redis.cluster else Redis
-        self.redis: Redis | RedisCluster = client.from_url(
-            self.redis_url,
-            socket_timeout=timeout,
-            socket_connect_timeout=5,
-            health_check_interval=30,
-            max_connections=256,
-        )
+        self.redis: Redis | RedisCluster
+        if s.redis.cluster:
+            self.redis = RedisCluster.from_url(
+                self.redis_url,
+                socket_timeout=timeout,
+                socket_connect_timeout=5,
+                health_check_interval=30,
+                max_connections=256,
+            )
+        else:
+            # A blocking pool: under a burst, callers wait for a connection instead of failing
+            # (a failure here would turn into 503s for webhooks that Redis could have taken).
+            pool = BlockingConnectionPool.from_url(
+                self.redis_url,
+                socket_timeout=timeout,
+                socket_connect_timeout=5,
+                health_check_interval=30,
+                max_connections=128,
+                timeout=10,
+            )
+            self.redis = Redis.from_pool(pool)  # owns the pool: aclose() closes it
         self.store = RedisStore(self.redis, s.hub.ticket_prefix, self.clock)
         self.publisher = InboundPublisher(self.redis, s.redis.inbound_shards)
         self.outbox = Outbox(self.redis)
