@@ -86,3 +86,28 @@ def heartbeat(role: str) -> str:
 
 DISPATCH_GROUP = "dispatch"
 SEND_GROUP = "send"
+
+
+# -- ticket search (adapters/redis_search.py) ------------------------------------------------
+# Every search key shares the ``{search}`` tag, so one index write is one pipeline to one node.
+# Each is a ZSET of ticket ids scored by the last activity (ms) that put the term there.
+
+
+def search_word(token: str) -> str:
+    """Tickets whose message text contains this normalized token."""
+    return f"{PREFIX}:{{search}}:w:{token}"
+
+
+def search_name(token: str) -> str:
+    """Tickets whose citizen's display name contains this normalized token."""
+    return f"{PREFIX}:{{search}}:n:{token}"
+
+
+def search_identity(ident: str) -> str:
+    """Tickets that received a message from this identity (``phone:+62…``, ``email:…``)."""
+    return f"{PREFIX}:{{search}}:i:{ident}"
+
+
+def search_seq(seq: str) -> str:
+    """Tickets whose number ends in this sequence (``KMN-2026-000123`` → ``123``)."""
+    return f"{PREFIX}:{{search}}:s:{seq}"

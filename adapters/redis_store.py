@@ -19,7 +19,7 @@ from adapters.scripts import AnyRedis, Scripts
 from hub.clock import Clock, SystemClock
 from hub.ids import new_id, ticket_number
 from hub.model import DeliveryState, Message
-from hub.ports import Applied, Claim, split_ticket_id, ticket_id
+from hub.ports import Applied, Claim, Route, split_ticket_id, ticket_id
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 STATUSES = ("open", "resolved", "closed")
@@ -54,11 +54,11 @@ class RedisStore:
         return [_s(r[0]) for r in await pipe.execute()]
 
     async def apply_messages(
-        self, items: Sequence[tuple[str, Message, str]], reopen_window_ms: int
+        self, items: Sequence[tuple[str, Message, Route]], reopen_window_ms: int
     ) -> list[Applied]:
-        """Store (contact id, message, unit) triples in order, one script call each."""
+        """Store (contact id, message, route) triples in order, one script call each."""
         pipe = self.redis.pipeline(transaction=False)
-        for cid, msg, unit in items:
+        for cid, msg, route in items:
             await self.scripts.apply_message(
                 keys=[keys.contact(cid)],
                 args=[
@@ -72,12 +72,14 @@ class RedisStore:
                     msg.reply_address,
                     msg.display_name,
                     msg.sender,
-                    unit,
+                    route.unit,
+                    route.category,
+                    route.priority,
                 ],
                 client=pipe,
             )
         out = []
-        for (cid, _msg, _unit), r in zip(items, await pipe.execute(), strict=True):
+        for (cid, _msg, _route), r in zip(items, await pipe.execute(), strict=True):
             out.append(Applied(_s(r[0]), cid, _s(r[1]), _s(r[2]), _s(r[3]), _s(r[4])))
         return out
 
@@ -103,23 +105,28 @@ class RedisStore:
         await self.redis.hset(keys.ticket_numbers(), mapping={v: k for k, v in numbers.items()})
         return numbers
 
-    async def reindex(self, ticket_ids: Iterable[str]) -> None:
-        """Bring the list indexes in line with each ticket's fields (idempotent)."""
+    async def reindex(self, ticket_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Bring the list indexes in line with each ticket's fields (idempotent); returns
+        each ticket's indexed fields (status, channel, unit, assignee, priority)."""
         tids = list(dict.fromkeys(ticket_ids))
         if not tids:
-            return
+            return {}
         pipe = self.redis.pipeline(transaction=False)
         for tid in tids:
             cid, n = split_ticket_id(tid)
-            pipe.hmget(keys.ticket(cid, n), ["created_at", "updated_at", "ix", *INDEXED])
+            pipe.hmget(
+                keys.ticket(cid, n), ["created_at", "updated_at", "ix", "priority", *INDEXED]
+            )
         rows = await pipe.execute()
         pipe = self.redis.pipeline(transaction=False)
+        seen: dict[str, dict[str, str]] = {}
         for tid, row in zip(tids, rows, strict=True):
             if row[0] is None:
                 continue
             created, updated = float(row[0]), float(row[1] or row[0])
             old = json.loads(row[2]) if row[2] else {}
-            new = {f: _s(v) for f, v in zip(INDEXED, row[3:], strict=True) if v}
+            new = {f: _s(v) for f, v in zip(INDEXED, row[4:], strict=True) if v}
+            seen[tid] = {**new, "priority": _s(row[3] or b"normal"), "created_at": _s(row[0])}
             pipe.zadd(keys.ticket_index(), {tid: created}, nx=True)
             for field, value in old.items():
                 if new.get(field) != value:
@@ -130,6 +137,7 @@ class RedisStore:
                 cid, n = split_ticket_id(tid)
                 pipe.hset(keys.ticket(cid, n), "ix", json.dumps(new, sort_keys=True))
         await pipe.execute()
+        return seen
 
     # -- replies ---------------------------------------------------------------------
 
@@ -221,10 +229,13 @@ class RedisStore:
             return None
         return ref if await self.redis.exists(keys.ticket(cid, n)) else None
 
-    async def set_ticket_status(self, tid: str, status: str) -> tuple[str, str]:
+    async def set_ticket_status(self, tid: str, status: str, actor: str = "api") -> tuple[str, str]:
         cid, n = split_ticket_id(tid)
+        now = self._now_ms()
+        event = {"type": "status", "status": status, "actor": actor, "at": now}
         r = await self.scripts.set_ticket_status(
-            keys=[keys.contact(cid)], args=[n, status, self._now_ms()]
+            keys=[keys.contact(cid)],
+            args=[n, status, now, new_id(now), json.dumps(event, ensure_ascii=False)],
         )
         await self.reindex([tid])
         return _s(r[0]), _s(r[1])
@@ -251,6 +262,24 @@ class RedisStore:
             )
         ticket["messages"] = entries
         return ticket
+
+    async def add_event(
+        self, tid: str, event: dict[str, Any], fields: dict[str, str] | None = None
+    ) -> bool:
+        """Append an audit entry to the ticket's timeline and apply ``fields`` with it."""
+        cid, n = split_ticket_id(tid)
+        flat: list[str] = []
+        for k, v in (fields or {}).items():
+            flat += [k, v]
+        eid = event.setdefault("id", new_id(self._now_ms()))
+        event.setdefault("at", self._now_ms())
+        r = await self.scripts.add_event(
+            keys=[keys.contact(cid)],
+            args=[n, eid, json.dumps(event, ensure_ascii=False), self._now_ms(), *flat],
+        )
+        if fields:
+            await self.reindex([tid])
+        return int(r) > 0
 
     async def get_ticket_fields(self, tid: str) -> dict[str, str]:
         cid, n = split_ticket_id(tid)

@@ -53,6 +53,12 @@ class Scripts:
         "move_due",
         "lease",
         "dead_letter",
+        "add_event",
+        "queue_enqueue",
+        "queue_claim",
+        "queue_release",
+        "queue_renew",
+        "queue_expire",
     )
 
     def __init__(self, redis: AnyRedis) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -22,7 +23,9 @@ from hub.ack import Acknowledger
 from hub.channelset import ChannelSet
 from hub.metrics import HubMetrics
 from hub.model import Message
-from hub.ports import Applied, Group, StreamEntry, TicketStore
+from hub.ports import Applied, EventBus, Group, StreamEntry, TicketStore
+from hub.queue import QueueService
+from hub.routing import Router
 from hub.settings import DispatcherSection
 
 log = structlog.get_logger("hub.dispatcher")
@@ -64,7 +67,13 @@ class Dispatcher:
         options: DispatchOptions,
         owner: str,
         metrics: HubMetrics,
+        router: Router,
+        events: EventBus,
+        queue: QueueService | None = None,
     ) -> None:
+        self.router = router
+        self.events = events
+        self.queue = queue
         self.store = store
         self.groups = list(groups)
         self.ack = acknowledger
@@ -84,6 +93,13 @@ class Dispatcher:
 
     def stop(self) -> None:
         self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    async def pause(self, seconds: float) -> None:
+        await self._pause(seconds)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -190,13 +206,10 @@ class Dispatcher:
     async def apply(self, msgs: Sequence[Message]) -> list[Applied]:
         """Correlate and store; every step is idempotent, so a retry converges."""
         cids = await self.store.resolve_contacts([m.sender for m in msgs])
-        items = [
-            (cid, m, self.channels.units.get((m.channel, m.account), "general"))
-            for cid, m in zip(cids, msgs, strict=True)
-        ]
+        items = [(cid, m, self.router.route(m)) for cid, m in zip(cids, msgs, strict=True)]
         applied = await self.store.apply_messages(items, self.opt.reopen_window_ms)
         numbers = await self.store.assign_numbers(applied)
-        await self.store.reindex(a.ticket_id for a in applied)
+        tickets = await self.store.reindex(a.ticket_id for a in applied)
         acks: dict[str, tuple[Applied, Message, str]] = {}
         for a, m in zip(applied, msgs, strict=True):
             number = a.number or numbers.get(a.ticket_id, "")
@@ -215,4 +228,24 @@ class Dispatcher:
                 acks.setdefault(a.message_id, (a, m, number))
         if acks:  # concurrently: each is a few round trips, independent of the others
             await asyncio.gather(*(self._ensure_ack(*item) for item in acks.values()))
+        await self._announce(applied, msgs, tickets)
         return applied
+
+    async def _announce(
+        self, applied: Sequence[Applied], msgs: Sequence[Message], tickets: dict[str, Any]
+    ) -> None:
+        """Tell the consoles, and put new and reopened tickets in their unit's queue."""
+        for a, m in zip(applied, msgs, strict=True):
+            t = tickets.get(a.ticket_id, {})
+            if not a.duplicate:
+                await self.events.publish(
+                    {"type": "message.received", "ticket_id": a.ticket_id,
+                     "unit": t.get("unit", ""), "channel": m.channel, "message_id": a.message_id}
+                )  # fmt: skip
+            opened = a.outcome.removeprefix("dup:") in ("new", "reopened")
+            waiting = t.get("status") == "open" and not t.get("assignee")
+            if self.queue is not None and opened and waiting:
+                await self.queue.ticket_waiting(
+                    a.ticket_id, t.get("unit", "general"), t.get("priority", "normal"),
+                    int(m.received_at * 1000),
+                )  # fmt: skip

@@ -20,19 +20,27 @@ from redis.asyncio.cluster import RedisCluster
 
 from adapters import keys
 from adapters.redis_bus import InboundPublisher, Outbox, StreamGroup
+from adapters.redis_events import RedisEvents
 from adapters.redis_ops import RedisOps
+from adapters.redis_queue import RedisQueue
 from adapters.redis_server import EmbeddedRedis
 from adapters.redis_store import RedisStore
+from adapters.redis_users import RedisUsers
 from channels import load_channel_class
 from hub.ack import Acknowledger
+from hub.auth import AuthService
 from hub.channelset import ChannelSet, TemplateSpec
 from hub.clock import Clock, SystemClock
 from hub.dispatcher import Dispatcher, DispatchOptions
 from hub.ids import new_id
+from hub.live import LiveFeed
 from hub.metrics import HubMetrics
+from hub.queue import QueueService
 from hub.replies import ReplyService
+from hub.routing import Router
 from hub.sender import Sender, SenderOptions, StatusService
 from hub.settings import Settings
+from hub.ticket_actions import TicketActions
 
 log = structlog.get_logger("hub.runtime")
 ROLES = frozenset({"web", "dispatcher", "sender"})
@@ -122,6 +130,15 @@ class Hub:
         self.replies = ReplyService(self.store, self.outbox, self.channels, self.clock)
         self.statuses = StatusService(self.store, self.metrics)
         self.acknowledger = Acknowledger(s.ack, self.replies, self.channels)
+        self.events = RedisEvents(self.redis)
+        self.users = RedisUsers(self.redis)
+        self.auth = AuthService(s, self.users)
+        self.queue = QueueService(s, RedisQueue(self.redis), self.store, self.events, self.users)
+        self.router = Router(s.routing, self.channels)
+        self.live = LiveFeed(self.events, self.store)
+        self.actions = TicketActions(
+            s, self.store, self.queue, self.events, self.replies, self.channels
+        )
         if "dispatcher" in self.roles:
             groups = [
                 StreamGroup(self.redis, st, keys.DISPATCH_GROUP, self.owner)
@@ -137,8 +154,12 @@ class Hub:
                 ),
                 self.owner,
                 self.metrics,
+                self.router,
+                self.events,
+                self.queue,
             )
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+            self._tasks.append(asyncio.create_task(self._keep_queue(), name="queue-keeper"))
         if "sender" in self.roles:
             sgroups = {
                 ch: StreamGroup(self.redis, st, keys.SEND_GROUP, self.owner)
@@ -160,6 +181,15 @@ class Hub:
             owner=self.owner,
             embedded_redis=self.embedded is not None,
         )
+
+    async def _keep_queue(self) -> None:
+        """Lapsed claims go back to the queue; runs beside the dispatcher."""
+        while self.dispatcher is not None and not self.dispatcher.stopping:
+            try:
+                await self.queue.expire_leases()
+            except Exception as exc:
+                log.warning("queue.keeper_failed", error=repr(exc)[:200])
+            await self.dispatcher.pause(5.0)
 
     def workers_alive(self, max_age_s: float) -> dict[str, bool]:
         import time
@@ -184,6 +214,7 @@ class Hub:
             for t in done | pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+        await self.live.aclose()
         await self.channels.aclose()
         await self.redis.aclose()
         if self.embedded is not None:

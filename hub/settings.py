@@ -106,9 +106,17 @@ class OutboxSection(_Section):
     concurrency: int = Field(32, ge=1)
 
 
+Role = Literal["agent", "supervisor", "admin"]
+Priority = Literal["urgent", "high", "normal", "low"]
+
+
 class ApiToken(_Section):
+    """A machine client's token (a CRM, a script). People use accounts and their own tokens."""
+
     name: str
     token: SecretStr = Field(min_length=16)
+    role: Role = "supervisor"
+    units: list[str] = Field(default_factory=list, description="for role agent: its units")
 
 
 class ApiSection(_Section):
@@ -178,6 +186,70 @@ class DemoSection(_Section):
     citizens: int = Field(5, ge=0, le=1000)
 
 
+class UnitConfig(_Section):
+    """A unit kerja: a queue of its own, with its own assignment policy."""
+
+    name_id: str
+    name_en: str
+    policy: Literal["manual", "round_robin", "least_loaded"] = "manual"
+
+
+DEFAULT_UNITS: dict[str, dict[str, str]] = {
+    "vokasi": {
+        "name_id": "Bina Penyelenggaraan Pelatihan Vokasi dan Pemagangan",
+        "name_en": "Vocational training and apprenticeship",
+    },
+    "penempatan": {
+        "name_id": "Bina Penempatan Tenaga Kerja Dalam Negeri",
+        "name_en": "Domestic job placement",
+    },
+    "k3": {"name_id": "Bina Pengujian K3", "name_en": "Occupational safety and health testing"},
+    "kelembagaan": {
+        "name_id": "Bina Kelembagaan Pelatihan Vokasi",
+        "name_en": "Vocational training institutions",
+    },
+    "hi_upah": {
+        "name_id": "Hubungan Kerja dan Pengupahan",
+        "name_en": "Industrial relations and wages",
+    },
+    "ppid": {"name_id": "PPID (permohonan informasi)", "name_en": "PPID information requests"},
+    "general": {"name_id": "Umum (call center / PTSA)", "name_en": "General queue"},
+}
+
+
+class RoutingRule(_Section):
+    """Keywords (whole words, any case) in a new ticket's first message send it to a unit."""
+
+    keywords: list[str] = Field(min_length=1)
+    unit: str
+    category: str = ""
+    priority: Priority | None = None
+    channels: list[str] = Field(default_factory=list, description="empty: every channel")
+
+
+class ConsoleSection(_Section):
+    session_hours: float = Field(12.0, gt=0)
+    lockout_failures: int = Field(5, ge=1)
+    lockout_minutes: float = Field(15.0, gt=0)
+    claim_lease_minutes: float = Field(15.0, gt=0, description="an untouched claim returns")
+    agent_capacity: int = Field(6, ge=1, description="load an agent carries at most")
+    channel_weights: dict[str, int] = Field(
+        default_factory=lambda: {"whatsapp": 1, "email": 1, "telegram": 1, "instagram": 1,
+                                 "portal": 1, "call": 3},
+        description="load a ticket adds to its agent, by channel (a call counts more)",
+    )  # fmt: skip
+    default_language: Literal["id", "en"] = "id"
+
+
+class CannedResponse(_Section):
+    """A ready answer; {name}, {ticket_number} and {agent} are filled in."""
+
+    title_id: str
+    title_en: str
+    text_id: str
+    text_en: str
+
+
 class Settings(_Section):
     hub: HubSection
     redis: RedisSection = Field(default_factory=RedisSection)  # type: ignore[arg-type]
@@ -187,6 +259,26 @@ class Settings(_Section):
     ack: AckSection = Field(default_factory=AckSection)
     channels: ChannelsSection = Field(default_factory=ChannelsSection)
     demo: DemoSection = Field(default_factory=DemoSection)  # type: ignore[arg-type]
+    units: dict[AccountName, UnitConfig] = Field(
+        default_factory=lambda: {k: UnitConfig.model_validate(v) for k, v in DEFAULT_UNITS.items()}
+    )
+    routing: list[RoutingRule] = Field(default_factory=list)
+    console: ConsoleSection = Field(default_factory=ConsoleSection)  # type: ignore[arg-type]
+    canned: dict[AccountName, CannedResponse] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _units_exist(self) -> Settings:
+        if "general" not in self.units:
+            raise ValueError("units.general is required: it is the queue of last resort")
+        where = [(f"routing[{i}].unit", r.unit) for i, r in enumerate(self.routing)]
+        for name, acct in self.channels.whatsapp.accounts.items():
+            where.append((f"channels.whatsapp.accounts.{name}.unit", acct.unit))
+        for i, t in enumerate(self.api.tokens):
+            where += [(f"api.tokens[{i}].units", u) for u in t.units]
+        for key, unit in where:
+            if unit not in self.units:
+                raise ValueError(f"{key}: unknown unit {unit!r} (units: {sorted(self.units)})")
+        return self
 
 
 def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:

@@ -175,7 +175,18 @@ class HubHarness:
         opts = DispatchOptions.from_settings(
             self.settings.dispatcher, self.settings.hub.reopen_window_hours
         )
-        return Dispatcher(h.store, groups, h.acknowledger, h.channels, opts, owner, h.metrics)
+        return Dispatcher(
+            h.store,
+            groups,
+            h.acknowledger,
+            h.channels,
+            opts,
+            owner,
+            h.metrics,
+            h.router,
+            h.events,
+            h.queue,
+        )
 
     async def drain_inbound(self, owner: str = "test-dispatcher") -> int:
         """Read and apply every new inbound entry now; returns how many."""

@@ -1,7 +1,8 @@
 -- Store one inbound message on its contact's ticket, atomically and idempotently.
 -- KEYS[1] = hub:c:{<cid>} (every other key used shares its hash tag)
 -- ARGV: 1 message id, 2 dedupe key, 3 message json, 4 received_at ms, 5 reopen window ms,
---       6 channel, 7 account, 8 reply address, 9 display name, 10 sender identity, 11 unit
+--       6 channel, 7 account, 8 reply address, 9 display name, 10 sender identity, 11 unit,
+--       12 category, 13 priority (11-13 are used only when the message opens a ticket)
 -- Returns {outcome, message id, ticket n, ticket number or '', ack reply id or ''}
 -- outcome: new | reopened | appended | dup:<original outcome>
 local base = KEYS[1]
@@ -40,8 +41,9 @@ if not n then
   n = tostring(redis.call('INCR', base .. ':tseq'))
   local tk = base .. ':t:' .. n
   redis.call('HSET', tk, 'status', 'open', 'created_at', now, 'updated_at', now,
-    'channel', ARGV[6], 'account', ARGV[7], 'unit', ARGV[11], 'priority', 'normal',
+    'channel', ARGV[6], 'account', ARGV[7], 'unit', ARGV[11], 'priority', ARGV[13],
     'msg_count', 0)
+  if ARGV[12] ~= '' then redis.call('HSET', tk, 'category', ARGV[12]) end
   redis.call('SET', base .. ':open', n)
   redis.call('ZADD', base .. ':tickets', now, n)
 end

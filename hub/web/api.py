@@ -1,21 +1,29 @@
-"""The REST API for agents' tools and machine clients (bearer tokens)."""
+"""The REST API: everything the console does, for agents' tools and machine clients.
+
+Every handler acts as the request's principal (a signed-in person or a token): agents see and
+act on their units' tickets only, supervisors on all, admins also manage accounts.
+"""
 
 from __future__ import annotations
 
-import hmac
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from hub.queue import QueueError
 from hub.replies import ReplyRefused
+from hub.ticket_actions import ActionError
+from hub.web.auth import PRINCIPAL, require
 from hub.web.common import HUB, error
 
 log = structlog.get_logger("hub.api")
-API_USER: web.RequestKey[str] = web.RequestKey("api_user", str)
 TICKET_STATUSES = ("open", "resolved", "closed")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ReplyIn(BaseModel):
@@ -42,144 +50,147 @@ class ReplayIn(BaseModel):
     id: str = Field(pattern=r"^\d+-\d+$")
 
 
-def authenticate(request: web.Request) -> str | None:
-    """The name of the token's owner, comparing every configured token in constant time."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, presented = header.partition(" ")
-    if scheme.lower() != "bearer" or not presented:
-        return None
-    found = None
-    for t in request.app[HUB].settings.api.tokens:
-        if hmac.compare_digest(presented.encode(), t.token.get_secret_value().encode()):
-            found = t.name
-    return found
+class Bad(Exception):
+    """A handler's way to answer with an error response from deep inside."""
+
+    def __init__(self, response: web.Response) -> None:
+        self.response = response
 
 
-@web.middleware
-async def require_token(request: web.Request, handler: Any) -> web.StreamResponse:
-    if request.path.startswith("/api/") and request.path != "/api/v1/openapi.json":
-        user = authenticate(request)
-        if user is None:
-            resp = error(401, "unauthorized", "a valid bearer token is required")
-            resp.headers["WWW-Authenticate"] = 'Bearer realm="hub"'
-            return resp
-        request[API_USER] = user
-    response: web.StreamResponse = await handler(request)
-    return response
+def json_errors(handler: Handler) -> Handler:
+    """Domain refusals become JSON errors with their code and HTTP status."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except Bad as bad:
+            return bad.response
+        except ReplyRefused as exc:
+            return error(exc.status, exc.code, str(exc), **exc.details)
+        except (ActionError, QueueError) as exc:
+            return error(exc.status, exc.code, str(exc))
+
+    return wrapped
 
 
-async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
+async def json_body(request: web.Request, model: type[BaseModel]) -> Any:
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise _Bad(error(400, "malformed_json", "the body is not JSON")) from None
+        raise Bad(error(400, "malformed_json", "the body is not JSON")) from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         reason = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
         )
-        raise _Bad(error(400, "invalid_request", reason)) from None
+        raise Bad(error(400, "invalid_request", reason)) from None
 
 
-class _Bad(Exception):
-    def __init__(self, response: web.Response) -> None:
-        self.response = response
-
-
-async def _ticket_id(request: web.Request) -> str:
+async def ticket_id(request: web.Request) -> str:
+    """The ticket named in the path, if it exists and the caller may see it."""
     ref = request.match_info["ticket"]
-    tid = await request.app[HUB].store.resolve_ticket_ref(ref)
+    hub = request.app[HUB]
+    tid = await hub.store.resolve_ticket_ref(ref)
     if tid is None:
-        raise _Bad(error(404, "not_found", f"no ticket {ref!r}"))
+        raise Bad(error(404, "not_found", f"no ticket {ref!r}"))
+    await hub.actions.visible(request[PRINCIPAL], tid)
     return tid
 
 
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
     if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise _Bad(error(400, "invalid_parameter", f"{name} must be an integer in {lo}..{hi}"))
+        raise Bad(error(400, "invalid_parameter", f"{name} must be an integer in {lo}..{hi}"))
     return int(raw)
 
 
+@json_errors
 async def list_tickets(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    try:
-        limit = _int_param(request, "limit", 50, 1, 200)
-        offset = _int_param(request, "offset", 0, 0, 10_000_000)
-        filters = {f: request.query.get(f, "") for f in ("status", "channel", "unit", "assignee")}
-        if filters["status"] and filters["status"] not in TICKET_STATUSES:
-            raise _Bad(error(400, "invalid_parameter", f"status must be one of {TICKET_STATUSES}"))
-    except _Bad as bad:
-        return bad.response
+    who = request[PRINCIPAL]
+    limit = int_param(request, "limit", 50, 1, 200)
+    offset = int_param(request, "offset", 0, 0, 10_000_000)
+    filters = {f: request.query.get(f, "") for f in ("status", "channel", "unit", "assignee")}
+    if filters["status"] and filters["status"] not in TICKET_STATUSES:
+        raise Bad(error(400, "invalid_parameter", f"status must be one of {TICKET_STATUSES}"))
+    if not who.sees_all_units:
+        if filters["unit"] and not who.can_see(filters["unit"]):
+            raise Bad(error(403, "forbidden", f"you are not in unit {filters['unit']!r}"))
+        if not filters["unit"]:  # an agent's list is their units' tickets, one unit at a time
+            items: list[dict[str, Any]] = []
+            total = 0
+            for unit in who.units:
+                got, n = await hub.store.list_tickets({**filters, "unit": unit}, limit + offset)
+                items += got
+                total += n
+            items.sort(key=lambda t: float(t.get("updated_at", 0)), reverse=True)
+            page = items[offset : offset + limit]
+            return web.json_response(
+                {"items": page, "total": total, "limit": limit, "offset": offset}
+            )
     items, total = await hub.store.list_tickets(filters, limit, offset)
     return web.json_response({"items": items, "total": total, "limit": limit, "offset": offset})
 
 
+@json_errors
 async def get_ticket(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    try:
-        tid = await _ticket_id(request)
-    except _Bad as bad:
-        return bad.response
+    tid = await ticket_id(request)
     ticket = await hub.store.get_ticket(tid, with_raw=request.query.get("raw") == "1")
     if ticket is None:
         return error(404, "not_found", "no such ticket")
     ticket["window"] = (await hub.replies.window(tid)).as_dict()
     ch, acct = ticket.get("reply_channel", ""), ticket.get("reply_account", "")
     ticket["templates"] = sorted(hub.channels.templates.get((ch, acct), {}))
+    held = await hub.queue.queue.holder(tid)
+    ticket["claim"] = {"agent": held[0], "until_ms": held[1]} if held else None
     return web.json_response(ticket)
 
 
+@json_errors
 async def post_reply(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    try:
-        tid = await _ticket_id(request)
-        body: ReplyIn = await _json_body(request, ReplyIn)
-    except _Bad as bad:
-        return bad.response
-    try:
-        q = await hub.replies.create(
-            tid,
-            text=body.text,
-            template=body.template,
-            variables=body.variables,
-            author=request.get(API_USER, "api"),
-        )
-    except ReplyRefused as exc:
-        return error(exc.status, exc.code, str(exc), **exc.details)
-    return web.json_response(
-        {
-            "reply_id": q.reply_id,
-            "ticket_id": q.ticket_id,
-            "channel": q.channel,
-            "account": q.account,
-            "state": q.state,
-        },
-        status=202,
+    tid = await ticket_id(request)
+    body: ReplyIn = await json_body(request, ReplyIn)
+    q = await hub.actions.reply(
+        request[PRINCIPAL], tid, text=body.text, template=body.template, variables=body.variables
     )
+    return web.json_response(
+        {"reply_id": q.reply_id, "ticket_id": q.ticket_id, "channel": q.channel,
+         "account": q.account, "state": q.state},
+        status=202,
+    )  # fmt: skip
 
 
+@json_errors
 async def post_status(request: web.Request) -> web.Response:
     hub = request.app[HUB]
-    try:
-        tid = await _ticket_id(request)
-        body: StatusIn = await _json_body(request, StatusIn)
-    except _Bad as bad:
-        return bad.response
-    result, previous = await hub.store.set_ticket_status(tid, body.status)
-    if result == "refused":
-        return error(409, "ticket_closed", "a closed ticket cannot change status")
-    log.info("ticket.status_changed", ticket_id=tid, status=body.status, previous=previous)
+    tid = await ticket_id(request)
+    body: StatusIn = await json_body(request, StatusIn)
+    previous = await hub.actions.set_status(request[PRINCIPAL], tid, body.status)
     return web.json_response({"ticket_id": tid, "status": body.status, "previous": previous})
 
 
+@json_errors
 async def get_contact(request: web.Request) -> web.Response:
-    contact = await request.app[HUB].store.get_contact(request.match_info["contact"])
+    hub = request.app[HUB]
+    who = request[PRINCIPAL]
+    contact = await hub.store.get_contact(request.match_info["contact"])
     if contact is None:
         return error(404, "not_found", "no such contact")
+    if not who.sees_all_units:
+        visible = []
+        for tid in contact["tickets"]:
+            fields = await hub.store.get_ticket_fields(tid)
+            if fields and who.can_see(fields.get("unit", "")):
+                visible.append(tid)
+        if not visible:
+            return error(404, "not_found", "no such contact")
+        contact["tickets"] = visible
     return web.json_response(contact)
 
 
@@ -188,7 +199,9 @@ def _streams(request: web.Request) -> list[str]:
     return hub.inbound_streams() + list(hub.outbox_streams().values())
 
 
+@json_errors
 async def list_dead_letters(request: web.Request) -> web.Response:
+    require(request, supervisor=True)
     hub = request.app[HUB]
     items: list[dict[str, str]] = []
     for stream in _streams(request):
@@ -196,24 +209,18 @@ async def list_dead_letters(request: web.Request) -> web.Response:
     return web.json_response({"items": items, "total": len(items)})
 
 
+@json_errors
 async def replay_dead_letter(request: web.Request) -> web.Response:
+    who = require(request, supervisor=True)
     hub = request.app[HUB]
-    try:
-        body: ReplayIn = await _json_body(request, ReplayIn)
-    except _Bad as bad:
-        return bad.response
+    body: ReplayIn = await json_body(request, ReplayIn)
     if body.stream not in _streams(request):
         return error(404, "not_found", f"no stream {body.stream!r}")
     new_id = await hub.ops.replay_dead_letter(body.stream, body.id)
     if new_id is None:
         return error(404, "not_found", f"no dead letter {body.id} on {body.stream}")
-    log.info(
-        "dead_letter.replayed",
-        stream=body.stream,
-        entry=body.id,
-        new_entry=new_id,
-        by=request.get(API_USER, ""),
-    )
+    log.info("dead_letter.replayed", stream=body.stream, entry=body.id, new_entry=new_id,
+             by=who.name)  # fmt: skip
     return web.json_response({"stream": body.stream, "replayed": body.id, "entry": new_id})
 
 

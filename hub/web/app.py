@@ -5,18 +5,22 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub.runtime import Hub
-from hub.web import api, demo_page, openapi, ops, webhooks
+from hub.web import api, auth, console_api, demo_page, live_api, openapi, ops, webhooks
 from hub.web.common import HUB, request_context
 
 
 def build_app(hub: Hub, demo: bool = False) -> web.Application:
     app = web.Application(
-        middlewares=[request_context, api.require_token],
+        middlewares=[request_context, auth.authenticate],
         client_max_size=hub.settings.hub.max_body_bytes,
     )
     app[HUB] = hub
+    app[auth.DEMO] = demo
+    auth.setup(app)
     webhooks.setup(app)
     api.setup(app)
+    console_api.setup(app)
+    live_api.setup(app)
     openapi.setup(app)
     ops.setup(app)
     if demo:

@@ -1,0 +1,49 @@
+"""The live event log: one capped stream every web process tails for the consoles.
+
+An agent's browser that lost its connection reconnects with the last id it saw and gets
+everything since (as far back as the cap keeps), then the live tail.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from adapters.scripts import AnyRedis
+
+STREAM = "hub:{events}"
+KEEP = 100_000
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class RedisEvents:
+    def __init__(self, redis: AnyRedis) -> None:
+        self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
+
+    async def publish(self, event: dict[str, Any]) -> str:
+        data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+        eid = await self.redis.xadd(STREAM, {"e": data}, maxlen=KEEP, approximate=True)
+        return _s(eid)
+
+    async def since(self, last_id: str, count: int = 500) -> list[tuple[str, dict[str, Any]]]:
+        """Events strictly after ``last_id`` (``0`` for all kept)."""
+        rows = await self.redis.xrange(STREAM, min=f"({last_id}" if last_id != "0" else "-",
+                                       count=count)  # fmt: skip
+        return [(_s(eid), json.loads(f[b"e"] if b"e" in f else f["e"])) for eid, f in rows]
+
+    async def wait(
+        self, last_id: str, block_ms: int, count: int = 500
+    ) -> list[tuple[str, dict[str, Any]]]:
+        reply = await self.redis.xread({STREAM: last_id}, count=count, block=block_ms)
+        out = []
+        for _stream, rows in reply or []:
+            for eid, f in rows:
+                out.append((_s(eid), json.loads(f[b"e"] if b"e" in f else f["e"])))
+        return out
+
+    async def last_id(self) -> str:
+        rows = await self.redis.xrevrange(STREAM, count=1)
+        return _s(rows[0][0]) if rows else "0-0"

@@ -1,0 +1,252 @@
+"""Ticket search on plain Redis (no RediSearch): an inverted index of sorted sets.
+
+Index: one ZSET per term under the ``{search}`` hash tag (``keys.search_word`` for message
+text, ``search_name`` for display names, ``search_identity`` for sender identities,
+``search_seq`` for ticket number sequences), member = ticket id, score = the latest message
+time that brought the term to the ticket. Writes are ``ZADD GT`` in one pipeline, so indexing a
+message again (a redelivery, a replay after a crash) changes nothing, and an older message
+never lowers a score.
+
+Query: every condition is a set of ticket ids — a word (its text ∪ name ∪ number-sequence
+sets), a list-index filter (``keys.ticket_index(field, value)``), the creation-date range
+(``keys.ticket_index()`` by score) — and the answer is their intersection. The smallest set
+(by ZCARD/ZCOUNT) drives: at most ``candidate_cap`` of its most recent ids are fetched, and
+every other condition is checked for just those ids with ZMSCORE. No command names keys of
+two hash tags (``{search}`` and ``{tickets}`` are intersected here, in Python), so this runs
+unchanged on Redis Cluster. Exact lookups (ticket number, ticket id, phone, e-mail) start from
+the existing identity and number keys instead of the index.
+
+Results are ranked by the ticket's last activity (its score in the status index, which
+``RedisStore.reindex`` keeps at ``updated_at``), newest first.
+
+Limits: when the driving set holds more than ``candidate_cap`` ids, only its most recent
+``candidate_cap`` are considered, so ``total`` then counts matches among those (a lower
+bound); a query as narrow as one common word plus a filter still drives from the smaller of
+the two, so it stays exact unless both are large.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from adapters import keys
+from adapters.redis_store import STATUSES
+from adapters.scripts import AnyRedis
+from hub.ports import split_ticket_id, ticket_id
+from hub.search import (
+    MAX_NAME_TOKENS,
+    ParsedQuery,
+    SearchDoc,
+    SearchQuery,
+    number_seq,
+    parse_query,
+    tokenize,
+)
+
+CANDIDATE_CAP = 5000
+"""Most ids read from the driving set of one query. 5000 ids × (one ZMSCORE per other key)
+stays in the low milliseconds on Redis and bounds a query's memory and reply size; an agent
+pages through far fewer."""
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cond:
+    """Ticket ids in any of ``keys`` with a score in [lo, hi)."""
+
+    keys: tuple[str, ...]
+    lo: float = -math.inf
+    hi: float = math.inf
+
+    @property
+    def ranged(self) -> bool:
+        return self.lo != -math.inf or self.hi != math.inf
+
+    def holds(self, score: Any) -> bool:
+        return score is not None and self.lo <= float(score) < self.hi
+
+
+class RedisSearchIndex:
+    def __init__(self, redis: AnyRedis, candidate_cap: int = CANDIDATE_CAP) -> None:
+        self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
+        self.cap = candidate_cap
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def index(self, entries: Sequence[SearchDoc]) -> None:
+        """Merge the batch per key first: one ``ZADD GT`` per term, one round trip in all."""
+        writes: dict[str, dict[str, int]] = {}
+
+        def put(key: str, tid: str, score: int) -> None:
+            row = writes.setdefault(key, {})
+            row[tid] = max(score, row.get(tid, score))
+
+        for d in entries:
+            at = int(d.created_at_ms)
+            for tok in tokenize(d.text):
+                put(keys.search_word(tok), d.ticket_id, at)
+            for tok in tokenize(d.display_name, MAX_NAME_TOKENS):
+                put(keys.search_name(tok), d.ticket_id, at)
+            for ident in d.identities:
+                put(keys.search_identity(ident), d.ticket_id, at)
+            if seq := number_seq(d.number):
+                put(keys.search_seq(seq), d.ticket_id, at)
+        if not writes:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for key, mapping in writes.items():
+            pipe.zadd(key, mapping, gt=True)
+        await pipe.execute()
+
+    # -- reading ---------------------------------------------------------------------------
+
+    async def search(self, query: SearchQuery) -> tuple[list[str], int]:
+        parsed = parse_query(query.q)
+        conds = [_Cond((keys.ticket_index(f, v),)) for f, v in query.filters().items()]
+        if (span := query.created_range_ms()) is not None:
+            conds.append(_Cond((keys.ticket_index(),), span[0], span[1]))
+        if parsed.kind == "words":
+            if not parsed.tokens:  # only stopwords or one-letter words: nothing to match
+                return [], 0
+            conds += [_Cond(self._word_keys(t)) for t in parsed.tokens]
+        if parsed.kind == "all" and not conds:
+            return await self._page_all(query)
+        if parsed.kind in ("all", "words"):
+            candidates = await self._drive(conds)
+        else:
+            candidates = await self._exact(parsed)
+        ranked = await self._check_and_rank(candidates, conds)
+        return ranked[query.offset : query.offset + query.limit], len(ranked)
+
+    @staticmethod
+    def _word_keys(token: str) -> tuple[str, ...]:
+        ks = [keys.search_word(token), keys.search_name(token)]
+        if token.isdigit() and (seq := number_seq(token)):
+            ks.append(keys.search_seq(seq))
+        return tuple(ks)
+
+    async def _page_all(self, query: SearchQuery) -> tuple[list[str], int]:
+        """No condition at all: every ticket, newest first (exact total)."""
+        src = keys.ticket_index()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zcard(src)
+        pipe.zrevrange(src, query.offset, query.offset + query.limit - 1)
+        total, tids = await pipe.execute()
+        return [_s(t) for t in tids], int(total)
+
+    async def _drive(self, conds: list[_Cond]) -> list[str]:
+        """The (at most ``cap`` most recent) ids of the smallest condition."""
+        pipe = self.redis.pipeline(transaction=False)
+        for c in conds:
+            for k in c.keys:
+                if c.ranged:
+                    pipe.zcount(k, _bound(c.lo), _below(c.hi))
+                else:
+                    pipe.zcard(k)
+        counts = iter(await pipe.execute())
+        sizes = [sum(int(next(counts)) for _ in c.keys) for c in conds]
+        driver = conds[sizes.index(min(sizes))]
+        if min(sizes) == 0:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for k in driver.keys:
+            if driver.ranged:
+                pipe.zrevrangebyscore(
+                    k,
+                    _below(driver.hi),
+                    _bound(driver.lo),
+                    start=0,
+                    num=self.cap,
+                    withscores=True,
+                )
+            else:
+                pipe.zrevrange(k, 0, self.cap - 1, withscores=True)
+        best: dict[str, float] = {}
+        for rows in await pipe.execute():
+            for member, score in rows:
+                tid = _s(member)
+                best[tid] = max(float(score), best.get(tid, float(score)))
+        return sorted(best, key=lambda t: best[t], reverse=True)[: self.cap]
+
+    async def _exact(self, parsed: ParsedQuery) -> list[str]:
+        """Ticket number, ticket id, phone or e-mail: the tickets they name."""
+        if parsed.kind == "number":
+            raw = await self.redis.hget(keys.ticket_numbers(), parsed.value)
+            return [_s(raw)] if raw else []
+        if parsed.kind == "ticket_id":
+            cid, n = split_ticket_id(parsed.value)
+            return [parsed.value] if await self.redis.exists(keys.ticket(cid, n)) else []
+        # phone / email: the contact the identity names (all its tickets, indexed or not),
+        # plus tickets the index saw from that identity (e.g. before contacts were merged).
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(keys.identity(parsed.value))
+        pipe.zrevrange(keys.search_identity(parsed.value), 0, self.cap - 1)
+        cid_raw, seen = await pipe.execute()
+        found: dict[str, None] = {}
+        if cid_raw:
+            cid = _s(cid_raw)
+            for n in await self.redis.zrevrange(keys.contact_tickets(cid), 0, self.cap - 1):
+                found.setdefault(ticket_id(cid, _s(n)))
+        for tid in seen:
+            found.setdefault(_s(tid))
+        return list(found)[: self.cap]
+
+    async def _check_and_rank(self, candidates: list[str], conds: list[_Cond]) -> list[str]:
+        """The candidates meeting every condition, by last activity, newest first."""
+        if not candidates:
+            return []
+        rank_keys = [keys.ticket_index("status", s) for s in STATUSES] + [keys.ticket_index()]
+        pipe = self.redis.pipeline(transaction=False)
+        for c in conds:
+            for k in c.keys:
+                pipe.zmscore(k, candidates)
+        for k in rank_keys:
+            pipe.zmscore(k, candidates)
+        replies = iter(await pipe.execute())
+        ok = [True] * len(candidates)
+        for c in conds:
+            met = [False] * len(candidates)
+            for _ in c.keys:
+                for i, score in enumerate(next(replies)):
+                    met[i] = met[i] or c.holds(score)
+            ok = [a and b for a, b in zip(ok, met, strict=True)]
+        activity = [0.0] * len(candidates)
+        for _ in rank_keys:  # status indexes hold updated_at; the all-index created_at
+            for i, score in enumerate(next(replies)):
+                if score is not None and not activity[i]:
+                    activity[i] = float(score)
+        kept = [(activity[i], tid) for i, tid in enumerate(candidates) if ok[i]]
+        kept.sort(reverse=True)
+        return [tid for _, tid in kept]
+
+    async def summaries(self, ticket_ids: Sequence[str]) -> list[dict[str, Any]]:
+        pipe = self.redis.pipeline(transaction=False)
+        for tid in ticket_ids:
+            cid, n = split_ticket_id(tid)
+            pipe.hgetall(keys.ticket(cid, n))
+        out = []
+        for tid, row in zip(ticket_ids, await pipe.execute(), strict=True):
+            if not row:
+                continue
+            t = {_s(k): _s(v) for k, v in row.items()}
+            t.pop("ix", None)
+            t["id"] = tid
+            t["contact_id"] = split_ticket_id(tid)[0]
+            out.append(t)
+        return out
+
+
+def _bound(v: float) -> str:
+    """A score bound in Redis's syntax (inclusive)."""
+    return "+inf" if v == math.inf else "-inf" if v == -math.inf else str(int(v))
+
+
+def _below(v: float) -> str:
+    """An exclusive upper bound."""
+    return "+inf" if v == math.inf else f"({int(v)}"

@@ -1,0 +1,52 @@
+"""Routing rules: which unit a new ticket belongs to, from its first message.
+
+Rules are tried in configuration order; the first whose keywords appear (as whole words, any
+case, accents ignored) in the text wins. Otherwise the account's default unit. Rules are
+compiled once, so routing costs one regex search per rule per new message.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from hub.channelset import ChannelSet
+from hub.model import Message
+from hub.ports import Route
+from hub.settings import RoutingRule
+
+
+def fold(text: str) -> str:
+    """Lower case without accents, so 'Pesangon' and 'pesangón' match alike."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    pattern: re.Pattern[str]
+    rule: RoutingRule
+
+
+class Router:
+    def __init__(self, rules: list[RoutingRule], channels: ChannelSet) -> None:
+        self.channels = channels
+        self._rules = [
+            _Compiled(
+                re.compile(
+                    r"(?<!\w)(?:" + "|".join(re.escape(fold(k)) for k in r.keywords) + r")(?!\w)"
+                ),
+                r,
+            )
+            for r in rules
+        ]
+
+    def route(self, msg: Message) -> Route:
+        text = fold(msg.text)
+        for c in self._rules:
+            if c.rule.channels and msg.channel not in c.rule.channels:
+                continue
+            if c.pattern.search(text):
+                return Route(c.rule.unit, c.rule.category, c.rule.priority or "normal")
+        return Route(self.channels.units.get((msg.channel, msg.account), "general"))

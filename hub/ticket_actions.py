@@ -1,0 +1,134 @@
+"""What agents do to a ticket, each step checked against who they are and written to the
+ticket's audit trail (who, what, when), then announced to the live consoles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from hub.accounts import Principal
+from hub.channelset import ChannelSet
+from hub.ports import EventBus, TicketStore
+from hub.queue import PRIORITY_RANK, QueueError, QueueService, queue_score
+from hub.replies import QueuedReply, ReplyService
+from hub.settings import Settings
+
+log = structlog.get_logger("hub.actions")
+STATUSES = ("open", "resolved", "closed")
+
+
+class ActionError(Exception):
+    def __init__(self, code: str, message: str, status: int = 409) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+class TicketActions:
+    def __init__(
+        self,
+        settings: Settings,
+        store: TicketStore,
+        queue: QueueService,
+        events: EventBus,
+        replies: ReplyService,
+        channels: ChannelSet,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queue = queue
+        self.events = events
+        self.replies = replies
+        self.channels = channels
+
+    async def visible(self, who: Principal, tid: str) -> dict[str, str]:
+        """The ticket's fields, if ``who`` may see it (404 rather than 403 for other units,
+        so ticket numbers of other units cannot be probed)."""
+        fields = await self.store.get_ticket_fields(tid)
+        if not fields or not who.can_see(fields.get("unit", "general")):
+            raise ActionError("not_found", "no such ticket", 404)
+        return fields
+
+    async def _event(
+        self, who: Principal, tid: str, kind: str, fields: dict[str, str], **details: Any
+    ) -> None:
+        await self.store.add_event(tid, {"type": kind, "actor": who.name, **details}, fields)
+        await self.events.publish({"type": f"ticket.{kind}", "ticket_id": tid, "by": who.name})
+        log.info(f"ticket.{kind}", ticket_id=tid, actor=who.name)
+
+    async def note(self, who: Principal, tid: str, text: str) -> None:
+        await self.visible(who, tid)
+        if not text.strip():
+            raise ActionError("empty_note", "a note needs text", 422)
+        await self._event(who, tid, "note", {}, text=text)
+
+    async def set_priority(self, who: Principal, tid: str, priority: str) -> None:
+        fields = await self.visible(who, tid)
+        if priority not in PRIORITY_RANK:
+            raise ActionError("bad_priority", f"priority must be one of {list(PRIORITY_RANK)}", 400)
+        await self._event(
+            who, tid, "priority", {"priority": priority}, priority=priority,
+            previous=fields.get("priority", ""),
+        )  # fmt: skip
+        if fields.get("status") == "open" and not (await self.queue.queue.holder(tid)):
+            since = int(fields.get("reopened_at") or fields.get("created_at") or 0)
+            await self.queue.queue.release(
+                tid, "", "requeue", "", str(queue_score(priority, since))
+            )
+
+    async def set_category(self, who: Principal, tid: str, category: str) -> None:
+        fields = await self.visible(who, tid)
+        await self._event(
+            who, tid, "category", {"category": category}, category=category,
+            previous=fields.get("category", ""),
+        )  # fmt: skip
+
+    async def set_status(self, who: Principal, tid: str, status: str) -> str:
+        fields = await self.visible(who, tid)
+        if status not in STATUSES:
+            raise ActionError("bad_status", f"status must be one of {STATUSES}", 400)
+        result, previous = await self.store.set_ticket_status(tid, status, who.name)
+        if result == "refused":
+            raise ActionError("ticket_closed", "a closed ticket cannot change status")
+        if result == "changed":
+            await self.store.reindex([tid])
+            if status == "open":
+                await self.queue.ticket_waiting(
+                    tid, fields.get("unit", "general"), fields.get("priority", "normal"),
+                    int(float(fields.get("created_at", "0"))),
+                )  # fmt: skip
+            else:
+                await self.queue.done(tid)
+            await self.events.publish(
+                {"type": "ticket.status", "ticket_id": tid, "status": status, "by": who.name}
+            )
+            log.info("ticket.status_changed", ticket_id=tid, status=status, previous=previous)
+        return previous
+
+    async def reply(
+        self, who: Principal, tid: str, *, text: str = "", template: str = "",
+        variables: dict[str, str] | None = None,
+    ) -> QueuedReply:  # fmt: skip
+        fields = await self.visible(who, tid)
+        if who.role == "agent":  # people reply on tickets they hold; machines and supervisors may
+            try:
+                await self.queue.ensure_holder(who, tid, fields.get("unit", "general"))
+            except QueueError as exc:
+                raise ActionError(exc.code, str(exc), exc.status) from None
+        q = await self.replies.create(
+            tid, text=text, template=template, variables=variables, author=who.name
+        )
+        await self.events.publish(
+            {"type": "reply.queued", "ticket_id": tid, "reply_id": q.reply_id, "by": who.name}
+        )
+        return q
+
+    def canned(self, key: str, language: str, values: dict[str, str]) -> str:
+        c = self.settings.canned.get(key)
+        if c is None:
+            raise ActionError("unknown_canned", f"no canned response {key!r}", 404)
+        text = c.text_en if language == "en" else c.text_id
+        for k, v in values.items():
+            text = text.replace("{" + k + "}", v)
+        return text

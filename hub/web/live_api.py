@@ -1,0 +1,50 @@
+"""Server-sent events for the consoles: ``GET /api/v1/events`` (``Last-Event-ID`` resumes)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+from aiohttp import web
+
+from hub.web.auth import PRINCIPAL
+from hub.web.common import HUB
+
+HEARTBEAT_S = 15.0
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    who = request[PRINCIPAL]
+    last = request.headers.get("Last-Event-ID") or request.query.get("since", "")
+    resp = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                 "X-Accel-Buffering": "no"}
+    )  # fmt: skip
+    await resp.prepare(request)
+    await resp.write(b"retry: 2000\n\n")
+    feed = hub.live.subscribe(who, last)
+    try:
+        while True:
+            try:
+                eid, ev = await asyncio.wait_for(anext(feed), HEARTBEAT_S)
+            except TimeoutError:
+                await resp.write(b": ping\n\n")
+                continue
+            except StopAsyncIteration:
+                break
+            data = json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
+            await resp.write(
+                f"id: {eid}\nevent: {ev.get('type', 'message')}\ndata: {data}\n\n".encode()
+            )
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            await feed.aclose()
+    return resp
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/v1/events", events)
