@@ -30,8 +30,9 @@ class RedisEvents:
 
     async def since(self, last_id: str, count: int = 500) -> list[tuple[str, dict[str, Any]]]:
         """Events strictly after ``last_id`` (``0`` for all kept)."""
-        rows = await self.redis.xrange(STREAM, min=f"({last_id}" if last_id != "0" else "-",
-                                       count=count)  # fmt: skip
+        rows = await self.redis.xrange(
+            STREAM, min=f"({last_id}" if last_id != "0" else "-", count=count
+        )
         return [(_s(eid), json.loads(f[b"e"] if b"e" in f else f["e"])) for eid, f in rows]
 
     async def wait(

@@ -35,11 +35,15 @@ class RedisUsers:
     async def create(self, user: User, password_hash: str) -> bool:
         key = f"{PREFIX}:u:{user.username}"
         fields = {
-            "username": user.username, "display_name": user.display_name, "role": user.role,
-            "units": json.dumps(list(user.units)), "language": user.language,
-            "disabled": "1" if user.disabled else "0", "password": password_hash,
+            "username": user.username,
+            "display_name": user.display_name,
+            "role": user.role,
+            "units": json.dumps(list(user.units)),
+            "language": user.language,
+            "disabled": "1" if user.disabled else "0",
+            "password": password_hash,
             "created_at": int(time.time() * 1000),
-        }  # fmt: skip
+        }
         if not await self.redis.hsetnx(key, "username", user.username):
             return False
         await self.redis.hset(key, mapping=fields)
@@ -48,10 +52,13 @@ class RedisUsers:
 
     async def update(self, username: str, **fields: Any) -> None:
         mapping = {
-            k: json.dumps(list(v)) if k == "units" else ("1" if v is True else "0")
-            if isinstance(v, bool) else v
+            k: json.dumps(list(v))
+            if k == "units"
+            else ("1" if v is True else "0")
+            if isinstance(v, bool)
+            else v
             for k, v in fields.items()
-        }  # fmt: skip
+        }
         await self.redis.hset(f"{PREFIX}:u:{username}", mapping=mapping)
 
     async def get(self, username: str) -> tuple[User, str] | None:
@@ -60,10 +67,13 @@ class RedisUsers:
             return None
         d = {_s(k): _s(v) for k, v in raw.items()}
         user = User(
-            d["username"], d.get("display_name", d["username"]), d.get("role", "agent"),
-            tuple(json.loads(d.get("units", "[]"))), d.get("language", "id"),
+            d["username"],
+            d.get("display_name", d["username"]),
+            d.get("role", "agent"),
+            tuple(json.loads(d.get("units", "[]"))),
+            d.get("language", "id"),
             d.get("disabled") == "1",
-        )  # fmt: skip
+        )
         return user, d.get("password", "")
 
     async def all(self) -> list[User]:

@@ -33,9 +33,14 @@ def verify_password(password: str, stored: str) -> bool:
     if scheme != "scrypt":
         return False
     got = hashlib.scrypt(
-        password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
-        dklen=len(digest) // 2, maxmem=64 * 1024 * 1024,
-    )  # fmt: skip
+        password.encode(),
+        salt=bytes.fromhex(salt),
+        n=int(n),
+        r=int(r),
+        p=int(p),
+        dklen=len(digest) // 2,
+        maxmem=64 * 1024 * 1024,
+    )
     return hmac.compare_digest(got.hex(), digest)
 
 

@@ -239,13 +239,20 @@ class Dispatcher:
             t = tickets.get(a.ticket_id, {})
             if not a.duplicate:
                 await self.events.publish(
-                    {"type": "message.received", "ticket_id": a.ticket_id,
-                     "unit": t.get("unit", ""), "channel": m.channel, "message_id": a.message_id}
-                )  # fmt: skip
+                    {
+                        "type": "message.received",
+                        "ticket_id": a.ticket_id,
+                        "unit": t.get("unit", ""),
+                        "channel": m.channel,
+                        "message_id": a.message_id,
+                    }
+                )
             opened = a.outcome.removeprefix("dup:") in ("new", "reopened")
             waiting = t.get("status") == "open" and not t.get("assignee")
             if self.queue is not None and opened and waiting:
                 await self.queue.ticket_waiting(
-                    a.ticket_id, t.get("unit", "general"), t.get("priority", "normal"),
+                    a.ticket_id,
+                    t.get("unit", "general"),
+                    t.get("priority", "normal"),
                     int(m.received_at * 1000),
-                )  # fmt: skip
+                )

@@ -137,10 +137,15 @@ class QueueService:
         await self.queue.release(tid, "", "requeue", target_unit, score)
         await self.store.add_event(
             tid,
-            {"type": "transferred", "actor": who.name, "unit": target_unit, "agent": agent or "",
-             "from_unit": fields.get("unit", "")},
+            {
+                "type": "transferred",
+                "actor": who.name,
+                "unit": target_unit,
+                "agent": agent or "",
+                "from_unit": fields.get("unit", ""),
+            },
             {"unit": target_unit, "assignee": ""},
-        )  # fmt: skip
+        )
         if agent:
             status, _ = await self.queue.claim(agent, [], self.lease_ms, tid)
             if status == "ok":
@@ -207,9 +212,10 @@ class QueueService:
         weights = self.settings.console.channel_weights
         presence = await self.queue.presence()
         members = [
-            u for u in await self.users.all()
+            u
+            for u in await self.users.all()
             if not u.disabled and unit in u.units and presence.get(u.username) == "online"
-        ]  # fmt: skip
+        ]
         given = 0
         for tid in await self.queue.waiting(unit, 0, 50):
             channel = (await self.store.get_ticket_fields(tid)).get("channel", "")

@@ -234,10 +234,16 @@ class ConsoleSection(_Section):
     claim_lease_minutes: float = Field(15.0, gt=0, description="an untouched claim returns")
     agent_capacity: int = Field(6, ge=1, description="load an agent carries at most")
     channel_weights: dict[str, int] = Field(
-        default_factory=lambda: {"whatsapp": 1, "email": 1, "telegram": 1, "instagram": 1,
-                                 "portal": 1, "call": 3},
+        default_factory=lambda: {
+            "whatsapp": 1,
+            "email": 1,
+            "telegram": 1,
+            "instagram": 1,
+            "portal": 1,
+            "call": 3,
+        },
         description="load a ticket adds to its agent, by channel (a call counts more)",
-    )  # fmt: skip
+    )
     default_language: Literal["id", "en"] = "id"
 
 

@@ -68,9 +68,13 @@ class TicketActions:
         if priority not in PRIORITY_RANK:
             raise ActionError("bad_priority", f"priority must be one of {list(PRIORITY_RANK)}", 400)
         await self._event(
-            who, tid, "priority", {"priority": priority}, priority=priority,
+            who,
+            tid,
+            "priority",
+            {"priority": priority},
+            priority=priority,
             previous=fields.get("priority", ""),
-        )  # fmt: skip
+        )
         if fields.get("status") == "open" and not (await self.queue.queue.holder(tid)):
             since = int(fields.get("reopened_at") or fields.get("created_at") or 0)
             await self.queue.queue.release(
@@ -80,9 +84,13 @@ class TicketActions:
     async def set_category(self, who: Principal, tid: str, category: str) -> None:
         fields = await self.visible(who, tid)
         await self._event(
-            who, tid, "category", {"category": category}, category=category,
+            who,
+            tid,
+            "category",
+            {"category": category},
+            category=category,
             previous=fields.get("category", ""),
-        )  # fmt: skip
+        )
 
     async def set_status(self, who: Principal, tid: str, status: str) -> str:
         fields = await self.visible(who, tid)
@@ -95,9 +103,11 @@ class TicketActions:
             await self.store.reindex([tid])
             if status == "open":
                 await self.queue.ticket_waiting(
-                    tid, fields.get("unit", "general"), fields.get("priority", "normal"),
+                    tid,
+                    fields.get("unit", "general"),
+                    fields.get("priority", "normal"),
                     int(float(fields.get("created_at", "0"))),
-                )  # fmt: skip
+                )
             else:
                 await self.queue.done(tid)
             await self.events.publish(
@@ -107,9 +117,14 @@ class TicketActions:
         return previous
 
     async def reply(
-        self, who: Principal, tid: str, *, text: str = "", template: str = "",
+        self,
+        who: Principal,
+        tid: str,
+        *,
+        text: str = "",
+        template: str = "",
         variables: dict[str, str] | None = None,
-    ) -> QueuedReply:  # fmt: skip
+    ) -> QueuedReply:
         fields = await self.visible(who, tid)
         if who.role == "agent":  # people reply on tickets they hold; machines and supervisors may
             try:

@@ -160,10 +160,15 @@ async def post_reply(request: web.Request) -> web.Response:
         request[PRINCIPAL], tid, text=body.text, template=body.template, variables=body.variables
     )
     return web.json_response(
-        {"reply_id": q.reply_id, "ticket_id": q.ticket_id, "channel": q.channel,
-         "account": q.account, "state": q.state},
+        {
+            "reply_id": q.reply_id,
+            "ticket_id": q.ticket_id,
+            "channel": q.channel,
+            "account": q.account,
+            "state": q.state,
+        },
         status=202,
-    )  # fmt: skip
+    )
 
 
 @json_errors
@@ -219,8 +224,9 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     new_id = await hub.ops.replay_dead_letter(body.stream, body.id)
     if new_id is None:
         return error(404, "not_found", f"no dead letter {body.id} on {body.stream}")
-    log.info("dead_letter.replayed", stream=body.stream, entry=body.id, new_entry=new_id,
-             by=who.name)  # fmt: skip
+    log.info(
+        "dead_letter.replayed", stream=body.stream, entry=body.id, new_entry=new_id, by=who.name
+    )
     return web.json_response({"stream": body.stream, "replayed": body.id, "entry": new_id})
 
 

@@ -82,10 +82,14 @@ async def authenticate(request: web.Request, handler: Any) -> web.StreamResponse
 def set_session_cookie(request: web.Request, response: web.StreamResponse, sid: str) -> None:
     hub = request.app[HUB]
     response.set_cookie(
-        COOKIE, sid, httponly=True, samesite="Lax", path="/",
+        COOKIE,
+        sid,
+        httponly=True,
+        samesite="Lax",
+        path="/",
         secure=hub.settings.hub.public_url.startswith("https://"),
         max_age=hub.auth.session_ttl_s,
-    )  # fmt: skip
+    )
 
 
 async def api_login(request: web.Request) -> web.Response:
@@ -101,9 +105,13 @@ async def api_login(request: web.Request) -> web.Response:
     except AuthError as exc:
         return error(401, "login_failed", str(exc))
     resp = web.json_response(
-        {"username": user.username, "role": user.role, "units": list(user.units),
-         "csrf_token": csrf}
-    )  # fmt: skip
+        {
+            "username": user.username,
+            "role": user.role,
+            "units": list(user.units),
+            "csrf_token": csrf,
+        }
+    )
     set_session_cookie(request, resp, sid)
     return resp
 
@@ -120,9 +128,14 @@ async def api_logout(request: web.Request) -> web.Response:
 async def whoami(request: web.Request) -> web.Response:
     who = request[PRINCIPAL]
     return web.json_response(
-        {"name": who.name, "role": who.role, "units": list(who.units), "via": who.via,
-         "csrf_token": who.csrf}
-    )  # fmt: skip
+        {
+            "name": who.name,
+            "role": who.role,
+            "units": list(who.units),
+            "via": who.via,
+            "csrf_token": who.csrf,
+        }
+    )
 
 
 def require(request: web.Request, *, supervisor: bool = False, admin: bool = False) -> Principal:

@@ -177,10 +177,15 @@ async def presence(request: web.Request) -> web.Response:
 async def canned(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     items = [
-        {"key": k, "title_id": c.title_id, "title_en": c.title_en, "text_id": c.text_id,
-         "text_en": c.text_en}
+        {
+            "key": k,
+            "title_id": c.title_id,
+            "title_en": c.title_en,
+            "text_id": c.text_id,
+            "text_en": c.text_en,
+        }
         for k, c in sorted(hub.settings.canned.items())
-    ]  # fmt: skip
+    ]
     return web.json_response({"items": items})
 
 
@@ -189,9 +194,19 @@ async def list_users(request: web.Request) -> web.Response:
     require(request, supervisor=True)
     users = await request.app[HUB].users.all()
     return web.json_response(
-        {"items": [{"username": u.username, "display_name": u.display_name, "role": u.role,
-                    "units": list(u.units), "disabled": u.disabled} for u in users]}
-    )  # fmt: skip
+        {
+            "items": [
+                {
+                    "username": u.username,
+                    "display_name": u.display_name,
+                    "role": u.role,
+                    "units": list(u.units),
+                    "disabled": u.disabled,
+                }
+                for u in users
+            ]
+        }
+    )
 
 
 @json_errors

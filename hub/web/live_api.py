@@ -19,9 +19,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     who = request[PRINCIPAL]
     last = request.headers.get("Last-Event-ID") or request.query.get("since", "")
     resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                 "X-Accel-Buffering": "no"}
-    )  # fmt: skip
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
     await resp.prepare(request)
     await resp.write(b"retry: 2000\n\n")
     feed = hub.live.subscribe(who, last)

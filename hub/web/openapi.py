@@ -64,6 +64,124 @@ FORM = {
 }
 
 
+def _op(
+    summary: str,
+    tag: str,
+    body: type[Any] | None = None,
+    ok: str = "200",
+    errors: tuple[int, ...] = (400, 401, 404, 409),
+    params: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "tags": [tag],
+        "responses": {ok: _resp("Done", {"type": "object"}), **_errors(*errors)},
+    }
+    if body is not None:
+        op["requestBody"] = _body(body)
+    if params:
+        op["parameters"] = params
+    return op
+
+
+def console_paths() -> dict[str, Any]:
+    """The agent console's actions: the queue, claims, notes, transfers, presence, people."""
+    from hub.web.console_api import (
+        CategoryIn,
+        NoteIn,
+        PresenceIn,
+        PriorityIn,
+        TokenIn,
+        TransferIn,
+        UserIn,
+        ViewingIn,
+    )
+
+    t = [TICKET_PARAM]
+    login = {
+        "type": "object",
+        "required": ["username", "password"],
+        "properties": {"username": {"type": "string"}, "password": {"type": "string"}},
+    }
+    return {
+        "/api/v1/session": {
+            "post": {
+                "summary": "Sign in: a session cookie and its CSRF token",
+                "tags": ["auth"],
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": login}},
+                },
+                "responses": {"200": _resp("Signed in", {"type": "object"}), **_errors(400, 401)},
+            }
+        },
+        "/api/v1/session/logout": {"post": _op("Sign out", "auth", errors=(401, 403))},
+        "/api/v1/me": {"get": _op("Who am I (role, units, CSRF token)", "auth", errors=(401,))},
+        "/api/v1/me/tokens": {
+            "post": _op(
+                "Mint a personal API token (shown once)", "auth", TokenIn, "201", (400, 401, 403)
+            )
+        },
+        "/api/v1/events": {
+            "get": {
+                "summary": "Live events (server-sent events); Last-Event-ID resumes",
+                "tags": ["live"],
+                "parameters": [{"name": "since", "in": "query", "schema": {"type": "string"}}],
+                "responses": {
+                    "200": {
+                        "description": "text/event-stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_errors(401),
+                },
+            }
+        },
+        "/api/v1/queue": {"get": _op("Waiting tickets per unit, and mine", "queue", errors=(401,))},
+        "/api/v1/queue/claim-next": {
+            "post": _op("Claim the next ticket of my units", "queue", errors=(401, 403))
+        },
+        "/api/v1/tickets/{ticket}/claim": {"post": _op("Claim this ticket", "queue", params=t)},
+        "/api/v1/tickets/{ticket}/release": {
+            "post": _op("Put it back in the queue", "queue", params=t)
+        },
+        "/api/v1/tickets/{ticket}/lease": {"post": _op("Keep my claim alive", "queue", params=t)},
+        "/api/v1/tickets/{ticket}/transfer": {
+            "post": _op("Transfer to a unit or agent", "queue", TransferIn, params=t)
+        },
+        "/api/v1/tickets/{ticket}/notes": {
+            "post": _op("Add an internal note", "tickets", NoteIn, "201", params=t)
+        },
+        "/api/v1/tickets/{ticket}/priority": {
+            "post": _op("Set the priority", "tickets", PriorityIn, params=t)
+        },
+        "/api/v1/tickets/{ticket}/category": {
+            "post": _op("Set the category", "tickets", CategoryIn, params=t)
+        },
+        "/api/v1/tickets/{ticket}/viewing": {
+            "post": _op(
+                "I am viewing / typing in / leaving this ticket; who else is",
+                "tickets",
+                ViewingIn,
+                params=t,
+            )
+        },
+        "/api/v1/presence": {
+            "post": _op(
+                "Set my presence (online, away, offline)", "queue", PresenceIn, errors=(400, 401)
+            ),
+            "get": _op("Everyone's presence (supervisors)", "queue", errors=(401, 403)),
+        },
+        "/api/v1/canned": {"get": _op("Canned responses (id, en)", "tickets", errors=(401,))},
+        "/api/v1/users": {
+            "get": _op("Accounts (supervisors)", "people", errors=(401, 403)),
+            "post": _op(
+                "Create an account (admins)", "people", UserIn, "201", (400, 401, 403, 409)
+            ),
+        },
+    }
+
+
 def spec() -> dict[str, Any]:
     obj = {"type": "object"}
     paths: dict[str, Any] = {
@@ -249,6 +367,7 @@ def spec() -> dict[str, Any]:
             }
         },
     }
+    paths.update(console_paths())
     for path, item in paths.items():
         if path.startswith("/webhooks/"):
             for op in item.values():
