@@ -43,6 +43,7 @@ class EmbeddedRedis:
         self._proc: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
+        self.joined = False
 
     @property
     def url(self) -> str:
@@ -80,9 +81,32 @@ class EmbeddedRedis:
         ]
 
     async def start(self) -> None:
+        """Start the server, or join the one another hub process started on this data dir
+        (two servers on one AOF directory would corrupt it)."""
         self.dir.mkdir(parents=True, exist_ok=True)
+        if await self._join_running():
+            return
         await self._spawn()
+        (self.dir / "hub-redis.port").write_text(str(self.port))
         self._watch = asyncio.create_task(self._supervise(), name="redis-supervisor")
+
+    async def _join_running(self) -> bool:
+        marker = self.dir / "hub-redis.port"
+        if not marker.exists():
+            return False
+        port = int(marker.read_text().strip() or 0)
+        client = Redis(host="127.0.0.1", port=port, socket_connect_timeout=1)
+        try:
+            running_dir = (await client.config_get("dir")).get("dir")
+        except Exception:
+            return False
+        finally:
+            await client.aclose()
+        if running_dir not in (str(self.dir), str(self.dir).encode()):
+            return False
+        self.port, self.joined = port, True
+        log.info("redis.joined", port=port, dir=str(self.dir))
+        return True
 
     async def _spawn(self) -> None:
         self._proc = await asyncio.create_subprocess_exec(
@@ -132,6 +156,9 @@ class EmbeddedRedis:
 
     async def stop(self) -> None:
         self._stopping = True
+        if self.joined:  # another process owns it
+            return
+        (self.dir / "hub-redis.port").unlink(missing_ok=True)
         if self._watch is not None:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):

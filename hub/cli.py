@@ -41,6 +41,14 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--messages", type=int, default=2, help="messages per citizen")
     sim.add_argument("--account", default=None, help="WhatsApp account name (default: first)")
     sim.add_argument("--seed", type=int, default=None)
+    usr = sub.add_parser("user", help="manage console accounts (creates the first admin)")
+    usr_sub = usr.add_subparsers(dest="user_command", required=True)
+    add = usr_sub.add_parser("add", help="create an account; the password is read from stdin")
+    add.add_argument("--config", default=DEFAULT_CONFIG)
+    add.add_argument("username")
+    add.add_argument("--role", choices=["agent", "supervisor", "admin"], default="agent")
+    add.add_argument("--unit", action="append", default=[], help="repeatable")
+    add.add_argument("--name", default="", help="display name")
     chk = sub.add_parser("check-config", help="validate a configuration file and exit")
     chk.add_argument("--config", default=DEFAULT_CONFIG)
     return p
@@ -133,6 +141,35 @@ async def _serve_hub(settings: Settings, roles: frozenset[str], demo: bool, fake
         await hub.stop()
 
 
+def _run_user_add(settings: Settings, args: argparse.Namespace) -> int:
+    """Create an account against the configured Redis (for the embedded one: start it)."""
+    import getpass
+
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"password for {args.username}: ")
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+
+    async def go() -> int:
+        from hub.runtime import Hub
+
+        hub = Hub(settings, frozenset())
+        await hub.start()
+        try:
+            await hub.auth.create_user(
+                args.username, password, args.role, args.unit or ["general"], args.name
+            )
+        except ValueError as exc:
+            print(f"hub: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await hub.stop()
+        print(f"created {args.role} {args.username}")
+        return 0
+
+    return asyncio.run(go())
+
+
 def _run_loop(coro: object) -> None:
     try:
         import uvloop
@@ -149,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: ok")
         return 0
+    if args.command == "user":
+        return _run_user_add(settings, args)
     if args.command == "simulate":
         from hub.demo.simulate import run as simulate
 
