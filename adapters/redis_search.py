@@ -21,8 +21,8 @@ Results are ranked by the ticket's last activity (its score in the status index,
 
 Limits: when the driving set holds more than ``candidate_cap`` ids, only its most recent
 ``candidate_cap`` are considered, so ``total`` then counts matches among those (a lower
-bound); a query as narrow as one common word plus a filter still drives from the smaller of
-the two, so it stays exact unless both are large.
+bound); a common word plus a narrow filter drives from the filter and stays exact. No query,
+or one list filter alone, pages that index directly: exact, like ``list_tickets``.
 """
 
 from __future__ import annotations
@@ -109,16 +109,25 @@ class RedisSearchIndex:
     async def search(self, query: SearchQuery) -> tuple[list[str], int]:
         parsed = parse_query(query.q)
         conds = [_Cond((keys.ticket_index(f, v),)) for f, v in query.filters().items()]
+        if query.units is not None:
+            if not query.units:
+                return [], 0
+            conds.append(_Cond(tuple(keys.ticket_index("unit", u) for u in query.units)))
         if (span := query.created_range_ms()) is not None:
             conds.append(_Cond((keys.ticket_index(),), span[0], span[1]))
         if parsed.kind == "words":
             if not parsed.tokens:  # only stopwords or one-letter words: nothing to match
                 return [], 0
             conds += [_Cond(self._word_keys(t)) for t in parsed.tokens]
-        if parsed.kind == "all" and not conds:
-            return await self._page_all(query)
+        if parsed.kind == "all":
+            if not conds:  # every ticket, newest first
+                return await self._page(keys.ticket_index(), query)
+            if len(conds) == 1 and len(conds[0].keys) == 1 and not conds[0].ranged:
+                # One filter alone: its index is already ordered by activity; exact total.
+                return await self._page(conds[0].keys[0], query)
         if parsed.kind in ("all", "words"):
-            candidates = await self._drive(conds)
+            candidates, driver = await self._drive(conds)
+            conds = [c for c in conds if c is not driver]  # its ids meet it by construction
         else:
             candidates = await self._exact(parsed)
         ranked = await self._check_and_rank(candidates, conds)
@@ -131,17 +140,16 @@ class RedisSearchIndex:
             ks.append(keys.search_seq(seq))
         return tuple(ks)
 
-    async def _page_all(self, query: SearchQuery) -> tuple[list[str], int]:
-        """No condition at all: every ticket, newest first (exact total)."""
-        src = keys.ticket_index()
+    async def _page(self, key: str, query: SearchQuery) -> tuple[list[str], int]:
+        """A page straight off one index zset, highest score first, with its exact size."""
         pipe = self.redis.pipeline(transaction=False)
-        pipe.zcard(src)
-        pipe.zrevrange(src, query.offset, query.offset + query.limit - 1)
+        pipe.zcard(key)
+        pipe.zrevrange(key, query.offset, query.offset + query.limit - 1)
         total, tids = await pipe.execute()
         return [_s(t) for t in tids], int(total)
 
-    async def _drive(self, conds: list[_Cond]) -> list[str]:
-        """The (at most ``cap`` most recent) ids of the smallest condition."""
+    async def _drive(self, conds: list[_Cond]) -> tuple[list[str], _Cond]:
+        """The smallest condition and its (at most ``cap`` most recent) ids."""
         pipe = self.redis.pipeline(transaction=False)
         for c in conds:
             for k in c.keys:
@@ -153,7 +161,7 @@ class RedisSearchIndex:
         sizes = [sum(int(next(counts)) for _ in c.keys) for c in conds]
         driver = conds[sizes.index(min(sizes))]
         if min(sizes) == 0:
-            return []
+            return [], driver
         pipe = self.redis.pipeline(transaction=False)
         for k in driver.keys:
             if driver.ranged:
@@ -172,7 +180,7 @@ class RedisSearchIndex:
             for member, score in rows:
                 tid = _s(member)
                 best[tid] = max(float(score), best.get(tid, float(score)))
-        return sorted(best, key=lambda t: best[t], reverse=True)[: self.cap]
+        return sorted(best, key=lambda t: best[t], reverse=True)[: self.cap], driver
 
     async def _exact(self, parsed: ParsedQuery) -> list[str]:
         """Ticket number, ticket id, phone or e-mail: the tickets they name."""

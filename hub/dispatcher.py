@@ -26,6 +26,7 @@ from hub.model import Message
 from hub.ports import Applied, EventBus, Group, StreamEntry, TicketStore
 from hub.queue import QueueService
 from hub.routing import Router
+from hub.search import SearchDoc, SearchPort
 from hub.settings import DispatcherSection
 
 log = structlog.get_logger("hub.dispatcher")
@@ -70,7 +71,9 @@ class Dispatcher:
         router: Router,
         events: EventBus,
         queue: QueueService | None = None,
+        search: SearchPort | None = None,
     ) -> None:
+        self.search = search
         self.router = router
         self.events = events
         self.queue = queue
@@ -210,6 +213,13 @@ class Dispatcher:
         applied = await self.store.apply_messages(items, self.opt.reopen_window_ms)
         numbers = await self.store.assign_numbers(applied)
         tickets = await self.store.reindex(a.ticket_id for a in applied)
+        if self.search is not None:  # idempotent, so duplicates are indexed again harmlessly
+            await self.search.index(
+                [
+                    SearchDoc.from_applied(a, m, a.number or numbers.get(a.ticket_id, ""))
+                    for a, m in zip(applied, msgs, strict=True)
+                ]
+            )
         acks: dict[str, tuple[Applied, Message, str]] = {}
         for a, m in zip(applied, msgs, strict=True):
             number = a.number or numbers.get(a.ticket_id, "")

@@ -101,6 +101,10 @@ class LiveFeed:
             self._subs.discard(q)
 
     async def aclose(self) -> None:
+        """End every subscription (their streams close cleanly), then the tail."""
+        for q in list(self._subs):
+            with contextlib.suppress(asyncio.QueueFull):
+                q.put_nowait(None)
         self._subs.clear()
         if self._task is not None:
             self._task.cancel()

@@ -23,6 +23,7 @@ from adapters.redis_bus import InboundPublisher, Outbox, StreamGroup
 from adapters.redis_events import RedisEvents
 from adapters.redis_ops import RedisOps
 from adapters.redis_queue import RedisQueue
+from adapters.redis_search import RedisSearchIndex
 from adapters.redis_server import EmbeddedRedis
 from adapters.redis_store import RedisStore
 from adapters.redis_users import RedisUsers
@@ -38,6 +39,7 @@ from hub.metrics import HubMetrics
 from hub.queue import QueueService
 from hub.replies import ReplyService
 from hub.routing import Router
+from hub.search import SearchPort
 from hub.sender import Sender, SenderOptions, StatusService
 from hub.settings import Settings
 from hub.ticket_actions import TicketActions
@@ -123,6 +125,7 @@ class Hub:
             )
             self.redis = Redis.from_pool(pool)  # owns the pool: aclose() closes it
         self.store = RedisStore(self.redis, s.hub.ticket_prefix, self.clock)
+        self.search: SearchPort = RedisSearchIndex(self.redis)
         self.publisher = InboundPublisher(self.redis, s.redis.inbound_shards)
         self.outbox = Outbox(self.redis)
         self.ops = RedisOps(self.redis)
@@ -157,6 +160,7 @@ class Hub:
                 self.router,
                 self.events,
                 self.queue,
+                self.search,
             )
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
             self._tasks.append(asyncio.create_task(self._keep_queue(), name="queue-keeper"))

@@ -109,7 +109,9 @@ class SearchDoc:
 
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
-    """Free text plus filters; dates are ticket creation days in Asia/Jakarta, inclusive."""
+    """Free text plus filters; dates are ticket creation days in Asia/Jakarta, inclusive.
+    ``units`` is access control, not a filter the user picked: None sees every unit, a tuple
+    only tickets of those units (an empty one, nothing)."""
 
     q: str = ""
     status: str = ""
@@ -120,6 +122,7 @@ class SearchQuery:
     date_to: date | None = None
     limit: int = 20
     offset: int = 0
+    units: tuple[str, ...] | None = None
 
     def filters(self) -> dict[str, str]:
         """The list-index filters that are set (field → value)."""

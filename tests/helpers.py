@@ -186,6 +186,7 @@ class HubHarness:
             h.router,
             h.events,
             h.queue,
+            h.search,
         )
 
     async def drain_inbound(self, owner: str = "test-dispatcher") -> int:

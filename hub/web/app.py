@@ -5,7 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub.runtime import Hub
-from hub.web import api, auth, console_api, demo_page, live_api, openapi, ops, webhooks
+from hub.web import (
+    api,
+    auth,
+    console_api,
+    demo_page,
+    live_api,
+    openapi,
+    ops,
+    search_api,
+    webhooks,
+)
 from hub.web.common import HUB, request_context
 
 
@@ -21,6 +31,7 @@ def build_app(hub: Hub, demo: bool = False) -> web.Application:
     api.setup(app)
     console_api.setup(app)
     live_api.setup(app)
+    search_api.setup(app)
     openapi.setup(app)
     ops.setup(app)
     if demo:

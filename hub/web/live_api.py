@@ -49,5 +49,11 @@ async def events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _end_streams(app: web.Application) -> None:
+    """On shutdown, end the open event streams instead of waiting for their heartbeat."""
+    await app[HUB].live.aclose()
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/v1/events", events)
+    app.on_shutdown.append(_end_streams)

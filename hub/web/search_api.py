@@ -1,19 +1,22 @@
 """``GET /api/v1/search``: tickets by number, phone, e-mail, name, words, status, unit, date.
 
-The index is ``request.app[HUB].search`` (a ``hub.search.SearchPort``); until the hub has one
-the route answers 503. ``OPENAPI_PATHS`` is this route's entry for the OpenAPI document; it is
-self-contained so that ``hub.web.openapi`` can import it without an import cycle.
+The index is ``request.app[HUB].search`` (a ``hub.search.SearchPort``). Supervisors and
+admins search every unit; an agent only the tickets of their units (asking for another unit is
+403). ``OPENAPI_PATHS`` is this route's entry for the OpenAPI document; it is self-contained so
+that ``hub.web.openapi`` can import it without an import cycle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
 from aiohttp import web
 
 from hub.search import SearchPort, SearchQuery
+from hub.web.auth import PRINCIPAL
 from hub.web.common import HUB, error
 
 PATH = "/api/v1/search"
@@ -73,13 +76,18 @@ def query_from_params(params: Mapping[str, str]) -> SearchQuery:
 
 
 async def search(request: web.Request) -> web.Response:
-    index: SearchPort | None = getattr(request.app[HUB], "search", None)
-    if index is None:
-        return error(503, "search_unavailable", "this hub has no search index")
+    who = request.get(PRINCIPAL)
+    if who is None:  # the auth middleware sets it on every non-public path: fail closed
+        return error(401, "unauthorized", "sign in, or send a valid bearer token")
     try:
         query = query_from_params(request.query)
     except BadParameter as exc:
         return error(400, "invalid_parameter", str(exc))
+    if not who.sees_all_units:
+        if query.unit and not who.can_see(query.unit):
+            return error(403, "forbidden", f"you are not in unit {query.unit!r}")
+        query = replace(query, units=tuple(who.units))  # an agent finds their units' tickets
+    index: SearchPort = request.app[HUB].search
     tids, total = await index.search(query)
     items = await index.summaries(tids)
     return web.json_response(
@@ -114,7 +122,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "ignored)",
                 ),
                 _param("status", {"type": "string", "enum": list(STATUSES)}, "Ticket status"),
-                _param("unit", _STR, "Unit the ticket belongs to"),
+                _param("unit", _STR, "Unit the ticket belongs to (agents: one of theirs)"),
                 _param("channel", _STR, "Channel the ticket was opened on"),
                 _param("assignee", _STR, "Assigned agent"),
                 _param(
@@ -153,6 +161,10 @@ OPENAPI_PATHS: dict[str, Any] = {
                 },
                 "401": {
                     "description": "Missing or bad token",
+                    "content": {"application/json": {"schema": _ERR}},
+                },
+                "403": {
+                    "description": "Not in that unit",
                     "content": {"application/json": {"schema": _ERR}},
                 },
                 "503": {
