@@ -78,6 +78,11 @@ def _banner(settings: Settings, demo: bool, fake_url: str, redis_url: str) -> st
     if demo:
         token = settings.api.tokens[0].token.get_secret_value() if settings.api.tokens else ""
         lines += [
+            f"  agent console:    {base}/console   (sign in as "
+            + ", ".join(
+                f"{u.username} / {u.password.get_secret_value()}" for u in settings.demo.users
+            )
+            + ")",
             f"  fake Twilio:      {fake_url}/_fake/messages",
             f"  demo API token:   {token}",
             f"  try:  curl -H 'Authorization: Bearer {token}' {base}/api/v1/tickets",
@@ -116,6 +121,16 @@ async def _serve_hub(settings: Settings, roles: frozenset[str], demo: bool, fake
     await hub.start()
     runner: web.AppRunner | None = None
     try:
+        if demo:
+            for u in settings.demo.users:
+                if await hub.users.get(u.username) is None:
+                    await hub.auth.create_user(
+                        u.username,
+                        u.password.get_secret_value(),
+                        u.role,
+                        u.units or ["general"],
+                        u.display_name,
+                    )
         if "web" in roles:
             runner = web.AppRunner(build_app(hub, demo), access_log=None, shutdown_timeout=10)
             await runner.setup()

@@ -181,9 +181,18 @@ class ChannelsSection(_Section):
     whatsapp: WhatsAppChannel = Field(default_factory=WhatsAppChannel)  # type: ignore[arg-type]
 
 
+class DemoUser(_Section):
+    username: str
+    password: SecretStr
+    role: Role = "agent"
+    units: list[str] = Field(default_factory=list)
+    display_name: str = ""
+
+
 class DemoSection(_Section):
     fake_twilio_port: int = Field(8090, ge=0, le=65535)
     citizens: int = Field(5, ge=0, le=1000)
+    users: list[DemoUser] = Field(default_factory=list)
 
 
 class UnitConfig(_Section):
