@@ -240,28 +240,107 @@ class RedisStore:
         await self.reindex([tid])
         return _s(r[0]), _s(r[1])
 
-    async def get_ticket(self, tid: str, with_raw: bool = False) -> dict[str, Any] | None:
+    async def _timeline(self, tid: str, with_raw: bool) -> list[dict[str, Any]]:
         cid, n = split_ticket_id(tid)
+        log = await self.redis.lrange(keys.ticket_log(cid, n), 0, -1)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(keys.ticket(cid, n))
-        pipe.lrange(keys.ticket_log(cid, n), 0, -1)
-        fields, log = await pipe.execute()
+        for eid in log:
+            pipe.hgetall(keys.entry(cid, _s(eid)))
+        return [
+            _timeline_entry(_s(eid), {_s(k): _s(v) for k, v in row.items()}, with_raw)
+            for eid, row in zip(log, await pipe.execute(), strict=True)
+        ]
+
+    async def get_ticket(self, tid: str, with_raw: bool = False) -> dict[str, Any] | None:
+        """A ticket with one timeline: its own entries and those of tickets merged into it."""
+        cid, n = split_ticket_id(tid)
+        fields = await self.redis.hgetall(keys.ticket(cid, n))
         if not fields:
             return None
         ticket: dict[str, Any] = {_s(k): _s(v) for k, v in fields.items()}
         ticket.pop("ix", None)
         ticket["id"] = tid
         ticket["contact_id"] = cid
-        pipe = self.redis.pipeline(transaction=False)
-        for eid in log:
-            pipe.hgetall(keys.entry(cid, _s(eid)))
-        entries = []
-        for eid, row in zip(log, await pipe.execute(), strict=True):
-            entries.append(
-                _timeline_entry(_s(eid), {_s(k): _s(v) for k, v in row.items()}, with_raw)
-            )
+        entries = await self._timeline(tid, with_raw)
+        merged = json.loads(ticket.get("merged_from") or "[]")
+        for src in merged:
+            for e in await self._timeline(src, with_raw):
+                entries.append({**e, "from_ticket": src})
+        if merged:
+            entries.sort(key=lambda e: e["at"])  # stable: ties keep log order
+        ticket["merged_from"] = merged
         ticket["messages"] = entries
         return ticket
+
+    async def set_open_ticket(self, cid: str, n: str) -> None:
+        """Point a contact's new messages at ticket ``n`` (after merging into it)."""
+        await self.redis.set(f"{keys.contact(cid)}:open", n)
+
+    # -- contact merges: identities move, an audit trail on both sides -------------------
+
+    async def merge_contacts(self, into: str, other: str, actor: str) -> list[str]:
+        """Every identity of ``other`` now names ``into``; returns the identities moved."""
+        idents = sorted(_s(i) for i in await self.redis.smembers(keys.contact_identities(other)))
+        now = self._now_ms()
+        for ident in idents:
+            await self.redis.set(keys.identity(ident), into)
+        pipe = self.redis.pipeline(transaction=True)
+        if idents:
+            pipe.sadd(keys.contact_identities(into), *idents)
+            pipe.hset(f"{keys.contact(into)}:origin", mapping=dict.fromkeys(idents, other))
+        pipe.sadd(f"{keys.contact(into)}:absorbed", other)
+        pipe.rpush(
+            f"{keys.contact(into)}:audit",
+            json.dumps(
+                {"type": "merged", "other": other, "identities": idents, "actor": actor, "at": now}
+            ),
+        )
+        await pipe.execute()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(keys.contact(other), "merged_into", into)
+        pipe.rpush(
+            f"{keys.contact(other)}:audit",
+            json.dumps({"type": "merged_into", "into": into, "actor": actor, "at": now}),
+        )
+        await pipe.execute()
+        return idents
+
+    async def unmerge_contacts(self, into: str, other: str, actor: str) -> list[str]:
+        """Undo ``merge_contacts``: the identities that came from ``other`` go back to it."""
+        origin = {
+            _s(k): _s(v)
+            for k, v in (await self.redis.hgetall(f"{keys.contact(into)}:origin")).items()
+        }
+        idents = sorted(i for i, src in origin.items() if src == other)
+        now = self._now_ms()
+        for ident in idents:
+            await self.redis.set(keys.identity(ident), other)
+        pipe = self.redis.pipeline(transaction=True)
+        if idents:
+            pipe.srem(keys.contact_identities(into), *idents)
+            pipe.hdel(f"{keys.contact(into)}:origin", *idents)
+        pipe.srem(f"{keys.contact(into)}:absorbed", other)
+        pipe.rpush(
+            f"{keys.contact(into)}:audit",
+            json.dumps(
+                {
+                    "type": "unmerged",
+                    "other": other,
+                    "identities": idents,
+                    "actor": actor,
+                    "at": now,
+                }
+            ),
+        )
+        await pipe.execute()
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(keys.contact(other), "merged_into")
+        pipe.rpush(
+            f"{keys.contact(other)}:audit",
+            json.dumps({"type": "unmerged_from", "into": into, "actor": actor, "at": now}),
+        )
+        await pipe.execute()
+        return idents
 
     async def add_event(
         self, tid: str, event: dict[str, Any], fields: dict[str, str] | None = None
@@ -331,6 +410,13 @@ class RedisStore:
         contact["id"] = cid
         contact["identities"] = [_identity_view(_s(i)) for i in sorted(idents)]
         contact["tickets"] = [ticket_id(cid, _s(n)) for n in tickets]
+        absorbed = sorted(_s(a) for a in await self.redis.smembers(f"{keys.contact(cid)}:absorbed"))
+        for other in absorbed:
+            got = await self.redis.zrevrange(keys.contact_tickets(other), 0, -1)
+            contact["tickets"] += [ticket_id(other, _s(n)) for n in got]
+        contact["merged_contacts"] = absorbed
+        audit = await self.redis.lrange(f"{keys.contact(cid)}:audit", 0, -1)
+        contact["audit"] = [json.loads(a) for a in audit]
         return contact
 
 

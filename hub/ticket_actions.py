@@ -3,13 +3,14 @@ ticket's audit trail (who, what, when), then announced to the live consoles."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import structlog
 
 from hub.accounts import Principal
 from hub.channelset import ChannelSet
-from hub.ports import EventBus, TicketStore
+from hub.ports import EventBus, TicketStore, split_ticket_id
 from hub.queue import PRIORITY_RANK, QueueError, QueueService, queue_score
 from hub.replies import QueuedReply, ReplyService
 from hub.settings import Settings
@@ -138,6 +139,68 @@ class TicketActions:
             {"type": "reply.queued", "ticket_id": tid, "reply_id": q.reply_id, "by": who.name}
         )
         return q
+
+    async def merge_tickets(self, who: Principal, src: str, dst: str) -> None:
+        """``src`` closes into ``dst``; ``dst``'s timeline shows both from now on."""
+        if src == dst:
+            raise ActionError("same_ticket", "a ticket cannot be merged into itself", 400)
+        s_fields = await self.visible(who, src)
+        d_fields = await self.visible(who, dst)
+        if d_fields.get("status") == "closed":
+            raise ActionError("ticket_closed", "merge into an open or resolved ticket")
+        if s_fields.get("merged_into"):
+            raise ActionError("already_merged", f"already merged into {s_fields['merged_into']}")
+        await self.store.set_ticket_status(src, "closed", who.name)
+        await self.store.add_event(
+            src, {"type": "merged_into", "actor": who.name, "into": dst}, {"merged_into": dst}
+        )
+        merged = [*json.loads(d_fields.get("merged_from") or "[]"), src]
+        await self.store.add_event(
+            dst,
+            {"type": "merged", "actor": who.name, "from": src},
+            {"merged_from": json.dumps(merged)},
+        )
+        s_cid, _ = split_ticket_id(src)
+        d_cid, d_n = split_ticket_id(dst)
+        if s_cid == d_cid and d_fields.get("status") == "open":
+            await self.store.set_open_ticket(d_cid, d_n)
+        await self.queue.done(src)
+        await self.store.reindex([src, dst])
+        await self.events.publish({"type": "ticket.merged", "ticket_id": dst, "from": src})
+
+    async def _contact_visible(self, who: Principal, cid: str) -> dict[str, Any]:
+        contact = await self.store.get_contact(cid)
+        if contact is None:
+            raise ActionError("not_found", f"no contact {cid!r}", 404)
+        if not who.sees_all_units:
+            for tid in contact["tickets"]:
+                fields = await self.store.get_ticket_fields(tid)
+                if fields and who.can_see(fields.get("unit", "")):
+                    break
+            else:
+                raise ActionError("not_found", f"no contact {cid!r}", 404)
+        return contact
+
+    async def merge_contacts(self, who: Principal, into: str, other: str) -> list[str]:
+        if into == other:
+            raise ActionError("same_contact", "a contact cannot be merged into itself", 400)
+        await self._contact_visible(who, into)
+        o = await self._contact_visible(who, other)
+        if o.get("merged_into"):
+            raise ActionError("already_merged", f"already merged into {o['merged_into']}")
+        moved = await self.store.merge_contacts(into, other, who.name)
+        await self.events.publish({"type": "contact.merged", "contact_id": into, "from": other})
+        log.info("contact.merged", contact_id=into, other=other, actor=who.name)
+        return moved
+
+    async def unmerge_contacts(self, who: Principal, into: str, other: str) -> list[str]:
+        c = await self._contact_visible(who, into)
+        if other not in c.get("merged_contacts", []):
+            raise ActionError("not_merged", f"{other} was not merged into {into}", 400)
+        moved = await self.store.unmerge_contacts(into, other, who.name)
+        await self.events.publish({"type": "contact.unmerged", "contact_id": into, "from": other})
+        log.info("contact.unmerged", contact_id=into, other=other, actor=who.name)
+        return moved
 
     def canned(self, key: str, language: str, values: dict[str, str]) -> str:
         c = self.settings.canned.get(key)

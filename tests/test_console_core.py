@@ -392,3 +392,62 @@ async def test_agents_only_get_events_of_their_units(harness: HubHarness) -> Non
     assert events
     assert not any([await feed.allowed(citra, e) for _, e in events])
     assert all([await feed.allowed(ani, e) for _, e in events])
+
+
+async def test_merge_two_tickets_into_one_timeline(harness: HubHarness) -> None:
+    """Merging closes the source, shows its messages on the target, and new messages follow."""
+    a = await _ticket(harness, "Gaji belum dibayar", "+6281234567890")
+    await harness.api("POST", f"/api/v1/tickets/{a}/status", json={"status": "resolved"})
+    harness.clock.advance(80 * 3600)  # past the reopen window: a second ticket opens
+    await harness.post_whatsapp(inbound_params("Soal yang sama", phone="+6281234567890"))
+    await harness.drain_inbound()
+    b = next(t["id"] for t in await harness.tickets() if t["id"] != a)
+    status, body = await harness.api("POST", f"/api/v1/tickets/{b}/merge", json={"into": a})
+    assert (status, body["error"]) == (409, "ticket_closed")  # the old one closed meanwhile
+    status, body = await harness.api("POST", f"/api/v1/tickets/{a}/merge", json={"into": b})
+    assert status == 200, body
+    src, dst = await harness.ticket(a), await harness.ticket(b)
+    assert (src["status"], src["merged_into"]) == ("closed", b)
+    texts = [m.get("text") for m in dst["messages"] if m["direction"] == "in"]
+    assert texts == ["Gaji belum dibayar", "Soal yang sama"]
+    assert dst["merged_from"] == [a]
+    assert "merged" in [m["type"] for m in dst["messages"] if m["direction"] == "event"]
+    harness.clock.advance(60)
+    await harness.post_whatsapp(inbound_params("Ada kabar?", phone="+6281234567890"))
+    await harness.drain_inbound()
+    dst = await harness.ticket(b)
+    assert [m.get("text") for m in dst["messages"] if m["direction"] == "in"][-1] == "Ada kabar?"
+    status, body = await harness.api("POST", f"/api/v1/tickets/{a}/merge", json={"into": b})
+    assert (status, body["error"]) == (409, "already_merged")
+
+
+async def test_merge_and_unmerge_contacts_with_audit(harness: HubHarness) -> None:
+    """Two phones of one citizen become one contact, and the merge can be undone, audited."""
+    a = await _ticket(harness, "Dari nomor pertama", "+6281234567890")
+    b = await _ticket(harness, "Dari nomor kedua", "+6285712345678")
+    ca, cb = a.split(".")[0], b.split(".")[0]
+    status, body = await harness.api("POST", f"/api/v1/contacts/{ca}/merge", json={"contact": cb})
+    assert status == 200, body
+    assert body["identities"] == ["phone:+6285712345678"]
+    _, contact = await harness.api("GET", f"/api/v1/contacts/{ca}")
+    assert {i["value"] for i in contact["identities"]} == {"+6281234567890", "+6285712345678"}
+    assert set(contact["tickets"]) == {a, b}
+    assert contact["audit"][0]["type"] == "merged"
+    assert contact["audit"][0]["actor"] == "agent-ani"
+    # a new message from the second phone now belongs to the merged contact
+    await harness.api("POST", f"/api/v1/tickets/{b}/status", json={"status": "closed"})
+    await harness.post_whatsapp(inbound_params("Lanjutan", phone="+6285712345678"))
+    await harness.drain_inbound()
+    full = await harness.ticket(a)
+    assert [m.get("text") for m in full["messages"] if m["direction"] == "in"][-1] == "Lanjutan"
+
+    status, body = await harness.api("POST", f"/api/v1/contacts/{ca}/unmerge", json={"contact": cb})
+    assert status == 200, body
+    _, contact = await harness.api("GET", f"/api/v1/contacts/{ca}")
+    assert [i["value"] for i in contact["identities"]] == ["+6281234567890"]
+    assert [e["type"] for e in contact["audit"]] == ["merged", "unmerged"]
+    _, other = await harness.api("GET", f"/api/v1/contacts/{cb}")
+    assert [e["type"] for e in other["audit"]] == ["merged_into", "unmerged_from"]
+    assert "merged_into" not in other
+    status, _ = await harness.api("POST", f"/api/v1/contacts/{ca}/unmerge", json={"contact": cb})
+    assert status == 400

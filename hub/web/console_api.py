@@ -47,6 +47,16 @@ class ViewingIn(BaseModel):
     state: Literal["viewing", "typing", "left"]
 
 
+class MergeTicketIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    into: str = Field(min_length=1, max_length=80, description="ticket id or number")
+
+
+class MergeContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    contact: str = Field(min_length=1, max_length=80)
+
+
 class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{1,31}$")
@@ -143,6 +153,34 @@ async def viewing(request: web.Request) -> web.Response:
     )
     others = {a: s for a, s in (await hub.queue.queue.viewers(tid)).items() if a != who.name}
     return web.json_response({"ticket_id": tid, "others": others})
+
+
+@json_errors
+async def merge_ticket(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    src = await ticket_id(request)
+    body: MergeTicketIn = await json_body(request, MergeTicketIn)
+    dst = await hub.store.resolve_ticket_ref(body.into)
+    if dst is None:
+        raise Bad(error(404, "not_found", f"no ticket {body.into!r}"))
+    await hub.actions.merge_tickets(request[PRINCIPAL], src, dst)
+    return web.json_response({"merged": src, "into": dst})
+
+
+@json_errors
+async def merge_contact(request: web.Request) -> web.Response:
+    body: MergeContactIn = await json_body(request, MergeContactIn)
+    into = request.match_info["contact"]
+    moved = await request.app[HUB].actions.merge_contacts(request[PRINCIPAL], into, body.contact)
+    return web.json_response({"contact_id": into, "merged": body.contact, "identities": moved})
+
+
+@json_errors
+async def unmerge_contact(request: web.Request) -> web.Response:
+    body: MergeContactIn = await json_body(request, MergeContactIn)
+    into = request.match_info["contact"]
+    moved = await request.app[HUB].actions.unmerge_contacts(request[PRINCIPAL], into, body.contact)
+    return web.json_response({"contact_id": into, "unmerged": body.contact, "identities": moved})
 
 
 @json_errors
@@ -245,6 +283,9 @@ def setup(app: web.Application) -> None:
     r.add_post("/api/v1/tickets/{ticket}/priority", priority)
     r.add_post("/api/v1/tickets/{ticket}/category", category)
     r.add_post("/api/v1/tickets/{ticket}/viewing", viewing)
+    r.add_post("/api/v1/tickets/{ticket}/merge", merge_ticket)
+    r.add_post("/api/v1/contacts/{contact}/merge", merge_contact)
+    r.add_post("/api/v1/contacts/{contact}/unmerge", unmerge_contact)
     r.add_post("/api/v1/presence", set_presence)
     r.add_get("/api/v1/presence", presence)
     r.add_get("/api/v1/canned", canned)

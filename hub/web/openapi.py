@@ -52,6 +52,12 @@ TICKET_PARAM = {
     "description": "Ticket id (<contact>.<n>) or number (KMN-2026-000123)",
     "schema": {"type": "string", "minLength": 1, "maxLength": 80},
 }
+CONTACT_PARAM = {
+    "name": "contact",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 80},
+}
 ACCOUNT_PARAM = {
     "name": "account",
     "in": "path",
@@ -89,6 +95,8 @@ def console_paths() -> dict[str, Any]:
     """The agent console's actions: the queue, claims, notes, transfers, presence, people."""
     from hub.web.console_api import (
         CategoryIn,
+        MergeContactIn,
+        MergeTicketIn,
         NoteIn,
         PresenceIn,
         PriorityIn,
@@ -165,6 +173,22 @@ def console_paths() -> dict[str, Any]:
                 "tickets",
                 ViewingIn,
                 params=t,
+            )
+        },
+        "/api/v1/tickets/{ticket}/merge": {
+            "post": _op("Merge this ticket into another", "tickets", MergeTicketIn, params=t)
+        },
+        "/api/v1/contacts/{contact}/merge": {
+            "post": _op(
+                "Merge another contact into this one (audited)",
+                "contacts",
+                MergeContactIn,
+                params=[CONTACT_PARAM],
+            )
+        },
+        "/api/v1/contacts/{contact}/unmerge": {
+            "post": _op(
+                "Undo a contact merge (audited)", "contacts", MergeContactIn, params=[CONTACT_PARAM]
             )
         },
         "/api/v1/presence": {
