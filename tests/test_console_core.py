@@ -451,3 +451,54 @@ async def test_merge_and_unmerge_contacts_with_audit(harness: HubHarness) -> Non
     assert "merged_into" not in other
     status, _ = await harness.api("POST", f"/api/v1/contacts/{ca}/unmerge", json={"contact": cb})
     assert status == 400
+
+
+async def test_round_robin_policy_takes_turns(harness_factory: Any) -> None:
+    """A round-robin unit gives each online agent a ticket in turn."""
+    h = await harness_factory(
+        units__general__policy="round_robin", console__agent_capacity=10,
+        units__general__name_id="Umum", units__general__name_en="General",
+    )  # fmt: skip
+    from hub.accounts import Principal
+
+    for name in ("ani", "budi", "cici"):
+        await h.hub.auth.create_user(name, PASSWORD, "agent", ["general"])
+        await h.hub.queue.set_presence(Principal(name, "agent", ("general",)), "online")
+    await h.hub.queue.set_presence(Principal("cici", "agent", ("general",)), "away")
+    for i in range(4):
+        await _ticket(h, f"m{i}", f"+6281300000{i:03d}")
+    held = {a: len(await h.hub.queue.queue.held_by(a)) for a in ("ani", "budi", "cici")}
+    assert held == {"ani": 2, "budi": 2, "cici": 0}
+
+
+async def test_every_ticket_endpoint_hides_other_units_tickets(harness: HubHarness) -> None:
+    """Role check on every route that names a ticket: an agent of another unit gets 404 (it
+    cannot even learn that the ticket exists), and agents get 403 on supervisor routes."""
+    from hub.web.openapi import spec
+
+    await _users(harness)
+    tid = await _ticket(harness)
+    paths = spec()["paths"]
+    checked = 0
+    async with signed_in(harness, "citra") as (s, csrf):
+        for path, ops in paths.items():
+            for method in ops:
+                if "{ticket}" not in path:
+                    continue
+                url = harness.base + path.replace("{ticket}", tid)
+                async with s.request(
+                    method.upper(), url, json={}, headers={"X-CSRF-Token": csrf}
+                ) as r:
+                    assert r.status == 404, (method, path, r.status)
+                    checked += 1
+        for method, path in (("GET", "/api/v1/users"), ("GET", "/api/v1/dead-letters"),
+                             ("POST", "/api/v1/users"), ("POST", "/api/v1/dead-letters/replay"),
+                             ("GET", "/api/v1/presence")):  # fmt: skip
+            async with s.request(
+                method, harness.base + path, json={}, headers={"X-CSRF-Token": csrf}
+            ) as r:
+                assert r.status == 403, (method, path, r.status)
+    assert checked >= 12
+    full = await harness.ticket(tid)
+    assert [m["id"] for m in full["messages"] if m["direction"] == "event"] == []  # no change
+    assert [m["kind"] for m in full["messages"] if m["direction"] == "out"] == ["auto"]
