@@ -8,6 +8,7 @@ from hub.runtime import Hub
 from hub.web import (
     api,
     auth,
+    console,
     console_api,
     demo_page,
     live_api,
@@ -30,6 +31,7 @@ def build_app(hub: Hub, demo: bool = False) -> web.Application:
     webhooks.setup(app)
     api.setup(app)
     console_api.setup(app)
+    console.setup(app)
     live_api.setup(app)
     search_api.setup(app)
     openapi.setup(app)

@@ -1,0 +1,364 @@
+/* Kemnaker contact hub — the console's little JavaScript. No framework.
+ *
+ * Live updates over server-sent events (/api/v1/events): the queue and the ticket being
+ * viewed re-fetch their server-rendered fragments and swap them in. Also: the WhatsApp window
+ * countdown, "someone else is viewing/typing", keyboard shortcuts, drafts kept across reloads,
+ * presence and claim heartbeats. Every text shown comes from the page (data-* attributes) or
+ * from server-rendered, escaped HTML; data from events is only ever set with textContent.
+ */
+(function () {
+  "use strict";
+
+  document.documentElement.classList.add("js");
+  var body = document.body;
+  var page = body.dataset.page || "";
+  var me = body.dataset.me || "";
+  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
+  var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
+  var ticketId = body.dataset.ticketId || "";
+  var ticketRef = body.dataset.ticketRef || "";
+  var lastActivity = Date.now();
+
+  function $(sel, root) { return (root || document).querySelector(sel); }
+  function $all(sel, root) { return Array.prototype.slice.call((root || document).querySelectorAll(sel)); }
+
+  function postJSON(url, data, keepalive) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      keepalive: !!keepalive,
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify(data)
+    }).then(function (r) { return r.ok ? r.json() : null; }).catch(function () { return null; });
+  }
+
+  /* Replace the element #id with the same element from a server-rendered fragment. */
+  function swap(id, url) {
+    return fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } })
+      .then(function (r) {
+        if (r.redirected && /\/login/.test(r.url)) { window.location.reload(); return null; }
+        return r.ok ? r.text() : null;
+      })
+      .then(function (html) {
+        if (html === null) { return null; }
+        var old = document.getElementById(id);
+        if (!old) { return null; }
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        var fresh = doc.getElementById(id);
+        if (!fresh) { return null; }
+        var focused = document.activeElement && old.contains(document.activeElement) ? document.activeElement.id : "";
+        fresh = document.importNode(fresh, true);
+        old.replaceWith(fresh);
+        if (focused && document.getElementById(focused)) { document.getElementById(focused).focus(); }
+        return fresh;
+      })
+      .catch(function () { return null; });
+  }
+
+  function debounce(fn, ms) {
+    var t = null;
+    return function () { clearTimeout(t); t = setTimeout(fn, ms); };
+  }
+
+  /* ---- live indicator and the event stream ---------------------------------------- */
+
+  var live = $("#live");
+  function setLive(state) {
+    if (!live) { return; }
+    live.dataset.state = state;
+    var text = live.dataset["label" + state.charAt(0).toUpperCase() + state.slice(1)] || state;
+    $(".live-text", live).textContent = text;
+  }
+
+  var TYPES = ["message.received", "reply.queued", "reply.state", "reply.status", "ticket.claimed",
+    "ticket.assigned", "ticket.released", "ticket.note", "ticket.status", "ticket.transferred",
+    "ticket.priority", "ticket.category", "ticket.viewing", "queue.waiting", "agent.presence", "message"];
+
+  function startEvents(onEvent) {
+    if (!window.EventSource || !live) { return; }
+    var since = body.dataset.eventsSince || "";
+    var failures = 0;
+    function connect() {
+      var url = "/api/v1/events" + (since ? "?since=" + encodeURIComponent(since) : "");
+      var es = new EventSource(url);
+      es.onopen = function () { failures = 0; setLive("live"); };
+      es.onerror = function () {
+        if (es.readyState === EventSource.CLOSED) {
+          failures += 1;
+          setLive("offline");
+          if (failures < 20) { setTimeout(connect, Math.min(30000, 1000 * failures)); }
+        } else {
+          setLive("connecting");
+        }
+      };
+      TYPES.forEach(function (type) {
+        es.addEventListener(type, function (e) {
+          if (e.lastEventId) { since = e.lastEventId; }
+          var ev;
+          try { ev = JSON.parse(e.data); } catch (err) { return; }
+          onEvent(ev);
+        });
+      });
+    }
+    connect();
+  }
+
+  /* ---- the queue page -------------------------------------------------------------- */
+
+  if (page === "queue") {
+    var refreshQueue = debounce(function () { swap("queue", "/console/queue"); }, 250);
+    startEvents(function (ev) {
+      if (ev.type === "ticket.viewing" || ev.type === "agent.presence") { return; }
+      refreshQueue();
+    });
+    var presence = $("#presence");
+    if (presence) {
+      presence.addEventListener("change", function () { presence.form.requestSubmit(); });
+    }
+  }
+
+  /* ---- the ticket page ------------------------------------------------------------- */
+
+  var timelineWrap = $("#timeline-wrap");
+  function nearBottom() {
+    return !timelineWrap || timelineWrap.scrollHeight - timelineWrap.scrollTop - timelineWrap.clientHeight < 80;
+  }
+  function toBottom() { if (timelineWrap) { timelineWrap.scrollTop = timelineWrap.scrollHeight; } }
+
+  if (page === "ticket" && ticketId) {
+    var base = "/console/tickets/" + encodeURIComponent(ticketRef);
+    toBottom();
+
+    /* Replies whose delivery state can still move are re-read until they settle (the
+       provider's status callbacks do not reach the consoles as events of their own). */
+    var pollDelay = 1000;
+    var pollTimer = null;
+    function schedulePoll() {
+      clearTimeout(pollTimer);
+      var tl = $("#timeline");
+      if (!tl || !tl.dataset.pending) { pollDelay = 1000; return; }
+      pollTimer = setTimeout(function () { refreshTimeline(false); }, pollDelay);
+      pollDelay = Math.min(15000, Math.round(pollDelay * 1.4));
+    }
+
+    var refreshTimeline = function (fromEvent) {
+      var stick = nearBottom();
+      var before = $all("#timeline > li").map(function (li) { return li.id; });
+      if (fromEvent) { pollDelay = 1000; }
+      swap("timeline", base + "/timeline").then(function (fresh) {
+        if (fresh) {
+          $all("#timeline > li").forEach(function (li) {
+            if (before.indexOf(li.id) < 0 && li.classList.contains("msg")) { li.classList.add("fresh"); }
+          });
+          if (stick) { toBottom(); }
+        }
+        schedulePoll();
+      });
+    };
+    var refreshHeader = function () {
+      swap("ticket-header", base + "/header").then(function (fresh) { if (fresh) { startCountdown(); } });
+    };
+    var onTicketEvent = debounce(function () { refreshTimeline(true); refreshHeader(); }, 150);
+
+    /* Others viewing or typing: from the viewing endpoint's answers and from events. */
+    var others = {};
+    var othersBox = $("#others");
+    function renderOthers() {
+      if (!othersBox) { return; }
+      var now = Date.now();
+      var typing = [], viewing = [];
+      Object.keys(others).forEach(function (name) {
+        var o = others[name];
+        if (now - o.at > 25000 || o.state === "left") { delete others[name]; return; }
+        (o.state === "typing" ? typing : viewing).push(name);
+      });
+      othersBox.textContent = "";
+      [["typing", typing, othersBox.dataset.i18nTyping], ["viewing", viewing, othersBox.dataset.i18nViewing]]
+        .forEach(function (row) {
+          if (!row[1].length) { return; }
+          var span = document.createElement("span");
+          span.className = row[0];
+          span.textContent = (row[2] || "{names}").replace("{names}", row[1].join(", "));
+          othersBox.appendChild(span);
+        });
+    }
+    var names = {};  // username -> display name, from the transfer form's list of agents
+    $all("#agents option").forEach(function (o) { names[o.value] = o.textContent || o.value; });
+    function noteOthers(map) {
+      if (!map) { return; }
+      var now = Date.now();
+      Object.keys(map).forEach(function (user) { others[names[user] || user] = { state: map[user], at: now }; });
+      renderOthers();
+    }
+
+    var typingSince = 0;
+    function announce(state, keepalive) {
+      return postJSON("/api/v1/tickets/" + encodeURIComponent(ticketId) + "/viewing", { state: state }, keepalive)
+        .then(function (res) { if (res) { noteOthers(res.others); } });
+    }
+    announce("viewing");
+    setInterval(function () {
+      if (document.hidden) { return; }
+      announce(Date.now() - typingSince < 8000 ? "typing" : "viewing");
+      renderOthers();
+    }, 10000);
+    var lastTypingPost = 0;
+    $all("[data-typing]").forEach(function (el) {
+      el.addEventListener("input", function () {
+        typingSince = Date.now();
+        if (typingSince - lastTypingPost > 4000) { lastTypingPost = typingSince; announce("typing"); }
+      });
+    });
+    window.addEventListener("pagehide", function () { announce("left", true); });
+
+    startEvents(function (ev) {
+      if (ev.ticket_id !== ticketId) { return; }
+      if (ev.type === "ticket.viewing") {
+        if (ev.agent && ev.agent !== me) {
+          var map = {};
+          map[ev.agent] = ev.state;
+          noteOthers(map);
+        }
+        return;
+      }
+      onTicketEvent();
+    });
+    schedulePoll();
+
+    /* Keep the claim while the agent is actually working (an untouched claim lapses). */
+    if (body.dataset.heldByMe) {
+      setInterval(function () {
+        if (Date.now() - lastActivity < 5 * 60000) {
+          postJSON("/api/v1/tickets/" + encodeURIComponent(ticketId) + "/lease", {});
+        }
+      }, 2 * 60000);
+    }
+  }
+
+  /* ---- WhatsApp window countdown --------------------------------------------------- */
+
+  var countdownTimer = null;
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function startCountdown() {
+    clearInterval(countdownTimer);
+    var header = $("#ticket-header");
+    var badge = $("#window-state");
+    if (!header || !badge) { return; }
+    var left = parseInt(header.dataset.windowLeft || "0", 10);
+    var deadline = Date.now() + left * 1000;
+    var composer = $("#composer");
+    var startState = header.dataset.windowState;
+    function tick() {
+      var s = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      var state = s <= 0 ? "closed" : s < 7200 ? "closing" : "open";
+      badge.className = "window window-" + state;
+      $(".wlabel", badge).textContent = badge.dataset["label" + state.charAt(0).toUpperCase() + state.slice(1)];
+      var leftEl = $(".wleft", badge);
+      if (leftEl) {
+        leftEl.textContent = s > 0
+          ? badge.dataset.left.replace("{time}", pad(Math.floor(s / 3600)) + ":" + pad(Math.floor(s % 3600 / 60)) + ":" + pad(s % 60))
+          : "";
+      }
+      var mode = composer ? composer.dataset.mode : "";
+      var wantsTemplate = state === "closed";
+      if (composer && mode !== "closed_ticket" && (mode === "template") !== wantsTemplate) {
+        $("#window-notice").hidden = false;   // the form on screen no longer fits the window
+      }
+      if (s <= 0 && startState === "closed") { clearInterval(countdownTimer); }
+    }
+    tick();
+    countdownTimer = setInterval(tick, 1000);
+  }
+  startCountdown();
+
+  /* ---- composer: drafts, canned responses, Ctrl+Enter, no double submits ------------- */
+
+  var replyForm = $("#reply-form");
+  var replyText = $("#reply-text");
+  if (replyForm && replyText) {
+    var key = replyForm.dataset.draftKey;
+    var composer = $("#composer");
+    try {
+      if (composer && composer.dataset.sent) {
+        sessionStorage.removeItem(key);
+      } else if (!replyText.value && sessionStorage.getItem(key)) {
+        replyText.value = sessionStorage.getItem(key);
+      }
+    } catch (err) { /* storage may be unavailable: drafts are a convenience */ }
+    replyText.addEventListener("input", function () {
+      try { sessionStorage.setItem(key, replyText.value); } catch (err) { /* ignore */ }
+    });
+  }
+  var canned = $("#canned");
+  if (canned && replyText) {
+    canned.form.addEventListener("submit", function (e) {
+      e.preventDefault();
+      var opt = canned.options[canned.selectedIndex];
+      if (!opt || !opt.value) { return; }
+      var text = opt.getAttribute("data-text") || "";
+      var start = replyText.selectionStart || 0, end = replyText.selectionEnd || 0;
+      replyText.value = replyText.value.slice(0, start) + text + replyText.value.slice(end);
+      replyText.dispatchEvent(new Event("input"));
+      replyText.focus();
+      replyText.setSelectionRange(start + text.length, start + text.length);
+      canned.selectedIndex = 0;
+    });
+    canned.addEventListener("change", function () { canned.form.requestSubmit(); });
+  }
+  $all("textarea").forEach(function (ta) {
+    ta.addEventListener("keydown", function (e) {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && ta.form) {
+        e.preventDefault();
+        ta.form.requestSubmit();
+      }
+    });
+  });
+  $all("form[method=post], form[method=POST]").forEach(function (form) {
+    form.addEventListener("submit", function () {
+      if (form.dataset.submitting) { return; }
+      form.dataset.submitting = "1";
+      setTimeout(function () {
+        $all("button[type=submit], button:not([type])", form).forEach(function (b) { b.disabled = true; });
+      }, 0);
+    });
+  });
+
+  $all(".flash-close").forEach(function (b) {
+    b.addEventListener("click", function () { b.parentNode.remove(); });
+  });
+
+  /* ---- presence heartbeat: online/away expire unless refreshed ---------------------- */
+
+  if (me && csrf) {
+    setInterval(function () {
+      var sel = $("#presence");
+      var state = sel ? sel.value : "";
+      if (state === "online" || state === "away") { postJSON("/api/v1/presence", { state: state }); }
+    }, 60000);
+  }
+
+  /* ---- keyboard shortcuts ---------------------------------------------------------- */
+
+  ["keydown", "pointerdown", "scroll"].forEach(function (type) {
+    window.addEventListener(type, function () { lastActivity = Date.now(); }, { passive: true });
+  });
+  document.addEventListener("keydown", function (e) {
+    var t = e.target;
+    var inField = t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
+    if (e.key === "Escape" && inField) { t.blur(); return; }
+    if (inField || e.ctrlKey || e.metaKey || e.altKey) { return; }
+    var target = null;
+    switch (e.key) {
+      case "/": target = $("#search-q") || $("#sq"); break;
+      case "r": target = $("#reply-text") || $(".tpl input:not([type=hidden])") || $(".tpl button"); break;
+      case "c": target = $("#note-text"); break;
+      case "n":
+        var form = $("#claim-next-form");
+        if (form) { e.preventDefault(); form.requestSubmit(); }
+        return;
+      case "q": e.preventDefault(); window.location.href = "/console"; return;
+      default: return;
+    }
+    if (target) { e.preventDefault(); target.focus(); }
+  });
+})();
