@@ -71,7 +71,7 @@ class RedisUsers:
             d.get("display_name", d["username"]),
             d.get("role", "agent"),
             tuple(json.loads(d.get("units", "[]"))),
-            d.get("language", "id"),
+            d.get("language", ""),
             d.get("disabled") == "1",
         )
         return user, d.get("password", "")

@@ -16,7 +16,12 @@ _N, _R, _P = 2**14, 8, 1
 
 
 class AuthError(Exception):
-    """Login refused; the text is safe to show (it never says which half was wrong)."""
+    """Login refused; the text is safe to show (it never says which half was wrong).
+    ``code`` is ``failed`` or ``locked``."""
+
+    def __init__(self, message: str, code: str = "failed") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def hash_password(password: str) -> str:
@@ -56,7 +61,7 @@ class Principal:
     role: str
     units: tuple[str, ...] = ()
     display_name: str = ""
-    language: str = "id"
+    language: str = ""  # empty: the console default
     via: str = "session"  # session | user-token | service-token
     csrf: str = field(default="", repr=False)
 
@@ -82,7 +87,7 @@ class User:
     display_name: str
     role: str
     units: tuple[str, ...]
-    language: str = "id"
+    language: str = ""  # empty: the console default
     disabled: bool = False
 
     def principal(self, via: str, csrf: str = "") -> Principal:

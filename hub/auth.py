@@ -44,7 +44,7 @@ class AuthService:
         exists, and the same message either way."""
         if await self.users.failures(username) >= self.settings.console.lockout_failures:
             log.warning("login.locked", username=username)
-            raise AuthError("too many failed attempts: try again later")
+            raise AuthError("too many failed attempts: try again later", code="locked")
         got = await self.users.get(username)
         ok = verify_password(password, got[1] if got else DUMMY_HASH)
         if not got or not ok or got[0].disabled:

@@ -131,9 +131,9 @@ class Hub:
         self.ops = RedisOps(self.redis)
         self.channels = build_channels(s)
         self.replies = ReplyService(self.store, self.outbox, self.channels, self.clock)
-        self.statuses = StatusService(self.store, self.metrics)
-        self.acknowledger = Acknowledger(s.ack, self.replies, self.channels)
         self.events = RedisEvents(self.redis)
+        self.statuses = StatusService(self.store, self.metrics, self.events)
+        self.acknowledger = Acknowledger(s.ack, self.replies, self.channels)
         self.users = RedisUsers(self.redis)
         self.auth = AuthService(s, self.users)
         self.queue = QueueService(s, RedisQueue(self.redis), self.store, self.events, self.users)
@@ -177,6 +177,7 @@ class Hub:
                 SenderOptions.from_settings(s.outbox, s.redis.stream_retention_hours),
                 s.hub.public_url,
                 self.metrics,
+                self.events,
             )
             self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
         log.info(

@@ -24,7 +24,7 @@ from channels.base import TransientSendError
 from hub.channelset import ChannelSet
 from hub.metrics import HubMetrics
 from hub.model import DeliveryState, OutboundReply, StatusUpdate, Template
-from hub.ports import Group, OutboxQueue, StreamEntry, TicketStore
+from hub.ports import EventBus, Group, OutboxQueue, StreamEntry, TicketStore
 from hub.settings import OutboxSection
 
 log = structlog.get_logger("hub.sender")
@@ -78,7 +78,9 @@ class Sender:
         options: SenderOptions,
         public_url: str,
         metrics: HubMetrics,
+        events: EventBus | None = None,
     ) -> None:
+        self.events = events
         self.store = store
         self.outbox = outbox
         self.groups = groups
@@ -197,6 +199,7 @@ class Sender:
                 cid, rid, result.state, provider_id=result.provider_id, force=True
             )
             await self._apply_early(ch.name, result.provider_id, cid, rid)
+            await announce_state(self.events, self.store, cid, rid, result.state.value)
             self.metrics.sends.labels(channel, "sent").inc()
             bound.info("reply.sent", provider_id=result.provider_id)
         else:
@@ -208,6 +211,7 @@ class Sender:
                 error_message=result.error_message,
                 force=True,
             )
+            await announce_state(self.events, self.store, cid, rid, "failed")
             self.metrics.sends.labels(channel, "failed").inc()
             bound.warning("reply.failed", error_code=result.error_code)
         await group.ack([e.id])
@@ -233,6 +237,7 @@ class Sender:
                 force=True,
             )
             await group.dead_letter(e, f"gave up after {attempts} attempts: {exc}")
+            await announce_state(self.events, self.store, cid, rid, "failed")
             self.metrics.sends.labels(channel, "dead_lettered").inc()
             self.metrics.dead_lettered.labels(group.stream).inc()
             bound.error("reply.dead_lettered")
@@ -250,6 +255,7 @@ class Sender:
         )
         await self.outbox.schedule_retry(channel, cid, rid, int((time.time() + delay) * 1000))
         await group.ack([e.id])
+        await announce_state(self.events, self.store, cid, rid, "retrying")
         self.metrics.sends.labels(channel, "retry").inc()
         bound.warning("reply.retry_scheduled", delay_s=round(delay, 2))
 
@@ -265,12 +271,27 @@ class Sender:
             )
 
 
+async def announce_state(
+    events: EventBus | None, store: TicketStore, cid: str, rid: str, state: str
+) -> None:
+    """Tell the consoles that a reply changed state (sent, delivered, read, failed...)."""
+    if events is None:
+        return
+    n = (await store.get_entry(cid, rid)).get("ticket", "")
+    await events.publish(
+        {"type": "reply.state", "ticket_id": f"{cid}.{n}", "reply_id": rid, "state": state}
+    )
+
+
 class StatusService:
     """Applies providers' delivery reports; late or out-of-order reports never step back."""
 
-    def __init__(self, store: TicketStore, metrics: HubMetrics) -> None:
+    def __init__(
+        self, store: TicketStore, metrics: HubMetrics, events: EventBus | None = None
+    ) -> None:
         self.store = store
         self.metrics = metrics
+        self.events = events
 
     async def apply(self, updates: Sequence[StatusUpdate]) -> list[str]:
         results = []
@@ -297,5 +318,7 @@ class StatusService:
             )
             results.append(r)
             self.metrics.status_updates.labels(u.channel, r).inc()
+            if r == "applied":
+                await announce_state(self.events, self.store, cid, rid, u.state.value)
             log.info("reply.status", channel=u.channel, reply_id=rid, state=u.state.value, result=r)
         return results

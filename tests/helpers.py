@@ -214,6 +214,7 @@ class HubHarness:
             SenderOptions.from_settings(self.settings.outbox),
             self.settings.hub.public_url,
             h.metrics,
+            h.events,
         )
 
     async def drain_outbox(self, include_delayed: bool = False) -> int:

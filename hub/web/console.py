@@ -307,7 +307,7 @@ async def login_submit(request: web.Request) -> web.Response:
     try:
         sid, _csrf, user = await hub.auth.login(username, password)
     except AuthError as exc:
-        key = "login.locked" if "too many" in str(exc) else "login.failed"
+        key = "login.locked" if exc.code == "locked" else "login.failed"
         return _login_form(view, next_url, view.t(key), username, 401)
     resp = view.redirect(next_url)
     auth.set_session_cookie(request, resp, sid)
