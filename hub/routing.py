@@ -25,7 +25,8 @@ def fold(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | None
+    categories: frozenset[str]
     rule: RoutingRule
 
 
@@ -36,7 +37,10 @@ class Router:
             _Compiled(
                 re.compile(
                     r"(?<!\w)(?:" + "|".join(re.escape(fold(k)) for k in r.keywords) + r")(?!\w)"
-                ),
+                )
+                if r.keywords
+                else None,
+                frozenset(fold(c) for c in r.categories),
                 r,
             )
             for r in rules
@@ -44,9 +48,10 @@ class Router:
 
     def route(self, msg: Message) -> Route:
         text = fold(msg.text)
+        category = fold(msg.meta.get("category", ""))
         for c in self._rules:
             if c.rule.channels and msg.channel not in c.rule.channels:
                 continue
-            if c.pattern.search(text):
+            if (category and category in c.categories) or (c.pattern and c.pattern.search(text)):
                 return Route(c.rule.unit, c.rule.category, c.rule.priority or "normal")
         return Route(self.channels.units.get((msg.channel, msg.account), "general"))

@@ -227,13 +227,21 @@ DEFAULT_UNITS: dict[str, dict[str, str]] = {
 
 
 class RoutingRule(_Section):
-    """Keywords (whole words, any case) in a new ticket's first message send it to a unit."""
+    """Keywords (whole words, any case) in a new ticket's first message, or a category the
+    channel reports (a portal form's category, say), send the ticket to a unit."""
 
-    keywords: list[str] = Field(min_length=1)
+    keywords: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
     unit: str
     category: str = ""
     priority: Priority | None = None
     channels: list[str] = Field(default_factory=list, description="empty: every channel")
+
+    @model_validator(mode="after")
+    def _something_to_match(self) -> RoutingRule:
+        if not self.keywords and not self.categories:
+            raise ValueError("a rule needs keywords or categories")
+        return self
 
 
 class ConsoleSection(_Section):
