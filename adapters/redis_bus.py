@@ -15,13 +15,9 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from adapters import keys
-from adapters.scripts import AnyRedis, Scripts
+from adapters.scripts import AnyRedis, Scripts, as_text
 from hub.model import Message
 from hub.ports import StreamEntry
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def shard_of(sender: str, shards: int) -> int:
@@ -65,7 +61,7 @@ class InboundPublisher:
                 continue
             for (_, _, fut), entry_id in zip(batch, ids, strict=True):
                 if not fut.done():
-                    fut.set_result(_s(entry_id))
+                    fut.set_result(as_text(entry_id))
 
 
 class StreamGroup:
@@ -92,7 +88,7 @@ class StreamGroup:
         out = []
         for _stream, entries in reply or []:
             for eid, fields in entries:
-                out.append(StreamEntry(self.stream, _s(eid), _fields(fields)))
+                out.append(StreamEntry(self.stream, as_text(eid), _fields(fields)))
         return out
 
     async def claim_idle(self, min_idle_ms: int, count: int) -> list[StreamEntry]:
@@ -105,8 +101,8 @@ class StreamGroup:
             )
             for eid, fields in entries:
                 if fields is not None:
-                    out.append(StreamEntry(self.stream, _s(eid), _fields(fields)))
-            cursor = _s(nxt)
+                    out.append(StreamEntry(self.stream, as_text(eid), _fields(fields)))
+            cursor = as_text(nxt)
             if cursor == "0-0" or len(out) >= count:
                 break
         if out:
@@ -119,7 +115,7 @@ class StreamGroup:
         rows = await self.redis.xpending_range(
             self.stream, self.group, min=lo, max=hi, count=len(ids) * 2 + 10
         )
-        return {_s(r["message_id"]): int(r["times_delivered"]) for r in rows}
+        return {as_text(r["message_id"]): int(r["times_delivered"]) for r in rows}
 
     async def trim_processed(self, keep_ms: int, now_ms: int, exact: bool = False) -> int:
         """Drop entries older than ``keep_ms`` that every group has read and acked.
@@ -132,11 +128,11 @@ class StreamGroup:
             return 0
         floor = (now_ms - keep_ms, 0)
         for g in groups:
-            floor = min(floor, _id_key(_s(g["last-delivered-id"])))
+            floor = min(floor, _id_key(as_text(g["last-delivered-id"])))
             if int(g.get("pending") or 0):
-                summary = await self.redis.xpending(self.stream, _s(g["name"]))
+                summary = await self.redis.xpending(self.stream, as_text(g["name"]))
                 if summary.get("min"):
-                    floor = min(floor, _id_key(_s(summary["min"])))
+                    floor = min(floor, _id_key(as_text(summary["min"])))
         if floor <= (0, 0):
             return 0
         n = await self.redis.xtrim(
@@ -163,12 +159,12 @@ class StreamGroup:
 
     async def release_lease(self, owner: str) -> None:
         k = keys.lease(self.stream)
-        if _s(await self.redis.get(k) or b"") == owner:
+        if as_text(await self.redis.get(k) or b"") == owner:
             await self.redis.delete(k)
 
 
 def _fields(raw: dict[Any, Any]) -> dict[str, str]:
-    return {_s(k): _s(v) for k, v in raw.items()}
+    return {as_text(k): as_text(v) for k, v in raw.items()}
 
 
 def _id_key(eid: str) -> tuple[int, int]:
@@ -185,7 +181,7 @@ class Outbox:
 
     async def enqueue(self, channel: str, contact_id: str, reply_id: str) -> str:
         eid = await self.redis.xadd(keys.outbox_stream(channel), {"r": f"{contact_id}|{reply_id}"})
-        return _s(eid)
+        return as_text(eid)
 
     async def schedule_retry(
         self, channel: str, contact_id: str, reply_id: str, due_ms: int

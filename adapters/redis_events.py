@@ -9,14 +9,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from adapters.scripts import AnyRedis
+from adapters.scripts import AnyRedis, as_text
 
 STREAM = "hub:{events}"
 KEEP = 100_000
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class RedisEvents:
@@ -26,14 +22,14 @@ class RedisEvents:
     async def publish(self, event: dict[str, Any]) -> str:
         data = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
         eid = await self.redis.xadd(STREAM, {"e": data}, maxlen=KEEP, approximate=True)
-        return _s(eid)
+        return as_text(eid)
 
     async def since(self, last_id: str, count: int = 500) -> list[tuple[str, dict[str, Any]]]:
         """Events strictly after ``last_id`` (``0`` for all kept)."""
         rows = await self.redis.xrange(
             STREAM, min=f"({last_id}" if last_id != "0" else "-", count=count
         )
-        return [(_s(eid), json.loads(f[b"e"] if b"e" in f else f["e"])) for eid, f in rows]
+        return [(as_text(eid), json.loads(f[b"e"] if b"e" in f else f["e"])) for eid, f in rows]
 
     async def wait(
         self, last_id: str, block_ms: int, count: int = 500
@@ -42,9 +38,9 @@ class RedisEvents:
         out = []
         for _stream, rows in reply or []:
             for eid, f in rows:
-                out.append((_s(eid), json.loads(f[b"e"] if b"e" in f else f["e"])))
+                out.append((as_text(eid), json.loads(f[b"e"] if b"e" in f else f["e"])))
         return out
 
     async def last_id(self) -> str:
         rows = await self.redis.xrevrange(STREAM, count=1)
-        return _s(rows[0][0]) if rows else "0-0"
+        return as_text(rows[0][0]) if rows else "0-0"

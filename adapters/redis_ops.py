@@ -11,13 +11,9 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from adapters import keys
-from adapters.scripts import AnyRedis, Scripts
+from adapters.scripts import AnyRedis, Scripts, as_text
 
 _META = ("source_id", "error", "deliveries")
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class RedisOps:
@@ -40,7 +36,7 @@ class RedisOps:
         except ResponseError:
             return out
         for g in groups:
-            if _s(g.get("name", "")) == group:
+            if as_text(g.get("name", "")) == group:
                 out["pending"] = int(g.get("pending") or 0)
                 lag = g.get("lag")
                 out["lag"] = int(lag) if lag is not None else 0
@@ -50,8 +46,8 @@ class RedisOps:
         rows = await self.redis.xrevrange(keys.dead_letters(stream), count=count)
         out = []
         for eid, fields in rows:
-            f = {_s(k): _s(v) for k, v in fields.items()}
-            out.append({"id": _s(eid), "stream": stream, **f})
+            f = {as_text(k): as_text(v) for k, v in fields.items()}
+            out.append({"id": as_text(eid), "stream": stream, **f})
         return out
 
     async def replay_dead_letter(self, stream: str, dead_id: str) -> str | None:
@@ -60,7 +56,7 @@ class RedisOps:
         rows = await self.redis.xrange(dead, min=dead_id, max=dead_id)
         if not rows:
             return None
-        fields = {_s(k): _s(v) for k, v in rows[0][1].items()}
+        fields = {as_text(k): as_text(v) for k, v in rows[0][1].items()}
         payload = {k: v for k, v in fields.items() if k not in _META}
         ref = payload.get("r", "")
         if ref:  # an outbox entry: give the reply a fresh budget
@@ -73,4 +69,4 @@ class RedisOps:
         pipe.xadd(stream, payload)
         pipe.xdel(dead, dead_id)
         new_id, _ = await pipe.execute()
-        return _s(new_id)
+        return as_text(new_id)

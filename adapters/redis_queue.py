@@ -10,13 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from adapters.scripts import AnyRedis, Scripts
+from adapters.scripts import AnyRedis, Scripts, as_text
 
 Q = "hub:{q}"
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class RedisQueue:
@@ -25,20 +21,20 @@ class RedisQueue:
         self.scripts = Scripts(redis)
 
     async def enqueue(self, tid: str, unit: str, score: int) -> str:
-        return _s(await self.scripts.queue_enqueue(keys=[Q], args=[tid, unit, score]))
+        return as_text(await self.scripts.queue_enqueue(keys=[Q], args=[tid, unit, score]))
 
     async def claim(
         self, agent: str, units: list[str], lease_ms: int, tid: str = "", now_ms: int = 0
     ) -> tuple[str, str]:
         now_ms = now_ms or int(time.time() * 1000)
         r = await self.scripts.queue_claim(keys=[Q], args=[agent, now_ms, lease_ms, tid, *units])
-        return _s(r[0]), _s(r[1]) if len(r) > 1 else ""
+        return as_text(r[0]), as_text(r[1]) if len(r) > 1 else ""
 
     async def release(
         self, tid: str, agent: str = "", mode: str = "requeue", unit: str = "", score: str = ""
     ) -> tuple[str, str]:
         r = await self.scripts.queue_release(keys=[Q], args=[tid, agent, mode, unit, score])
-        return _s(r[0]), _s(r[1])
+        return as_text(r[0]), as_text(r[1])
 
     async def renew(self, tid: str, agent: str, lease_ms: int, now_ms: int = 0) -> bool:
         now_ms = now_ms or int(time.time() * 1000)
@@ -46,22 +42,22 @@ class RedisQueue:
         return bool(int(r))
 
     async def expire(self, now_ms: int, limit: int = 500) -> list[tuple[str, str]]:
-        flat = [_s(x) for x in await self.scripts.queue_expire(keys=[Q], args=[now_ms, limit])]
+        flat = [as_text(x) for x in await self.scripts.queue_expire(keys=[Q], args=[now_ms, limit])]
         return list(zip(flat[::2], flat[1::2], strict=True))
 
     async def holder(self, tid: str) -> tuple[str, int] | None:
         raw = await self.redis.hget(f"{Q}:lease", tid)
         if raw is None:
             return None
-        agent, _, exp = _s(raw).rpartition("|")
+        agent, _, exp = as_text(raw).rpartition("|")
         return agent, int(exp)
 
     async def held_by(self, agent: str) -> list[str]:
-        return sorted(_s(t) for t in await self.redis.smembers(f"{Q}:held:{agent}"))
+        return sorted(as_text(t) for t in await self.redis.smembers(f"{Q}:held:{agent}"))
 
     async def waiting(self, unit: str, offset: int = 0, limit: int = 50) -> list[str]:
         rows = await self.redis.zrange(f"{Q}:wait:{unit}", offset, offset + limit - 1)
-        return [_s(r) for r in rows]
+        return [as_text(r) for r in rows]
 
     async def waiting_counts(self, units: list[str]) -> dict[str, int]:
         pipe = self.redis.pipeline(transaction=False)
@@ -71,7 +67,7 @@ class RedisQueue:
 
     async def unit_of(self, tid: str) -> str | None:
         raw = await self.redis.hget(f"{Q}:where", tid)
-        return _s(raw) if raw else None
+        return as_text(raw) if raw else None
 
     # -- presence: online / away, with a heartbeat; missing means offline -----------------
 
@@ -85,8 +81,8 @@ class RedisQueue:
         now = int(time.time())
         out = {}
         for k, v in (await self.redis.hgetall(f"{Q}:presence")).items():
-            state, _, until = _s(v).partition("|")
-            out[_s(k)] = state if int(until or 0) >= now else "offline"
+            state, _, until = as_text(v).partition("|")
+            out[as_text(k)] = state if int(until or 0) >= now else "offline"
         return out
 
     async def mark_viewer(self, tid: str, agent: str, state: str, ttl_s: int) -> None:
@@ -102,14 +98,14 @@ class RedisQueue:
         now = int(time.time())
         out = {}
         for k, v in (await self.redis.hgetall(f"{Q}:viewers:{tid}")).items():
-            state, _, until = _s(v).partition("|")
+            state, _, until = as_text(v).partition("|")
             if int(until or 0) >= now:
-                out[_s(k)] = state
+                out[as_text(k)] = state
         return out
 
     async def rr_next(self, unit: str, candidates: list[str]) -> str:
         """Round robin: the candidate after the one who got the unit's last ticket."""
-        last = _s(await self.redis.hget(f"{Q}:rr", unit) or b"")
+        last = as_text(await self.redis.hget(f"{Q}:rr", unit) or b"")
         ordered = sorted(candidates)
         later = [c for c in ordered if c > last]
         pick = (later or ordered)[0]

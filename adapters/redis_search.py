@@ -34,7 +34,7 @@ from typing import Any
 
 from adapters import keys
 from adapters.redis_store import STATUSES
-from adapters.scripts import AnyRedis
+from adapters.scripts import AnyRedis, as_text
 from hub.ports import split_ticket_id, ticket_id
 from hub.search import (
     MAX_NAME_TOKENS,
@@ -50,10 +50,6 @@ CANDIDATE_CAP = 5000
 """Most ids read from the driving set of one query. 5000 ids × (one ZMSCORE per other key)
 stays in the low milliseconds on Redis and bounds a query's memory and reply size; an agent
 pages through far fewer."""
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +142,7 @@ class RedisSearchIndex:
         pipe.zcard(key)
         pipe.zrevrange(key, query.offset, query.offset + query.limit - 1)
         total, tids = await pipe.execute()
-        return [_s(t) for t in tids], int(total)
+        return [as_text(t) for t in tids], int(total)
 
     async def _drive(self, conds: list[_Cond]) -> tuple[list[str], _Cond]:
         """The smallest condition and its (at most ``cap`` most recent) ids."""
@@ -178,7 +174,7 @@ class RedisSearchIndex:
         best: dict[str, float] = {}
         for rows in await pipe.execute():
             for member, score in rows:
-                tid = _s(member)
+                tid = as_text(member)
                 best[tid] = max(float(score), best.get(tid, float(score)))
         return sorted(best, key=lambda t: best[t], reverse=True)[: self.cap], driver
 
@@ -186,7 +182,7 @@ class RedisSearchIndex:
         """Ticket number, ticket id, phone or e-mail: the tickets they name."""
         if parsed.kind == "number":
             raw = await self.redis.hget(keys.ticket_numbers(), parsed.value)
-            return [_s(raw)] if raw else []
+            return [as_text(raw)] if raw else []
         if parsed.kind == "ticket_id":
             cid, n = split_ticket_id(parsed.value)
             return [parsed.value] if await self.redis.exists(keys.ticket(cid, n)) else []
@@ -198,11 +194,11 @@ class RedisSearchIndex:
         cid_raw, seen = await pipe.execute()
         found: dict[str, None] = {}
         if cid_raw:
-            cid = _s(cid_raw)
+            cid = as_text(cid_raw)
             for n in await self.redis.zrevrange(keys.contact_tickets(cid), 0, self.cap - 1):
-                found.setdefault(ticket_id(cid, _s(n)))
+                found.setdefault(ticket_id(cid, as_text(n)))
         for tid in seen:
-            found.setdefault(_s(tid))
+            found.setdefault(as_text(tid))
         return list(found)[: self.cap]
 
     async def _check_and_rank(self, candidates: list[str], conds: list[_Cond]) -> list[str]:
@@ -242,7 +238,7 @@ class RedisSearchIndex:
         for tid, row in zip(ticket_ids, await pipe.execute(), strict=True):
             if not row:
                 continue
-            t = {_s(k): _s(v) for k, v in row.items()}
+            t = {as_text(k): as_text(v) for k, v in row.items()}
             t.pop("ix", None)
             t["id"] = tid
             t["contact_id"] = split_ticket_id(tid)[0]

@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from adapters import keys
-from adapters.scripts import AnyRedis, Scripts
+from adapters.scripts import AnyRedis, Scripts, as_text
 from hub.clock import Clock, SystemClock
 from hub.ids import new_id, ticket_number
 from hub.model import DeliveryState, Message
@@ -24,10 +24,6 @@ from hub.ports import Applied, Claim, Route, split_ticket_id, ticket_id
 JAKARTA = ZoneInfo("Asia/Jakarta")
 STATUSES = ("open", "resolved", "closed")
 INDEXED = ("status", "channel", "unit", "assignee")
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 class RedisStore:
@@ -51,7 +47,7 @@ class RedisStore:
             await self.scripts.resolve_contact(
                 keys=[keys.identity(ident)], args=[new_id()], client=pipe
             )
-        return [_s(r[0]) for r in await pipe.execute()]
+        return [as_text(r[0]) for r in await pipe.execute()]
 
     async def apply_messages(
         self, items: Sequence[tuple[str, Message, Route]], reopen_window_ms: int
@@ -80,7 +76,11 @@ class RedisStore:
             )
         out = []
         for (cid, _msg, _route), r in zip(items, await pipe.execute(), strict=True):
-            out.append(Applied(_s(r[0]), cid, _s(r[1]), _s(r[2]), _s(r[3]), _s(r[4])))
+            out.append(
+                Applied(
+                    as_text(r[0]), cid, as_text(r[1]), as_text(r[2]), as_text(r[3]), as_text(r[4])
+                )
+            )
         return out
 
     async def assign_numbers(self, applied: Sequence[Applied]) -> dict[str, str]:
@@ -101,7 +101,7 @@ class RedisStore:
             )
         numbers = {}
         for tid, r in zip(todo, await pipe.execute(), strict=True):
-            numbers[tid] = _s(r[0])
+            numbers[tid] = as_text(r[0])
         await self.redis.hset(keys.ticket_numbers(), mapping={v: k for k, v in numbers.items()})
         return numbers
 
@@ -125,8 +125,12 @@ class RedisStore:
                 continue
             created, updated = float(row[0]), float(row[1] or row[0])
             old = json.loads(row[2]) if row[2] else {}
-            new = {f: _s(v) for f, v in zip(INDEXED, row[4:], strict=True) if v}
-            seen[tid] = {**new, "priority": _s(row[3] or b"normal"), "created_at": _s(row[0])}
+            new = {f: as_text(v) for f, v in zip(INDEXED, row[4:], strict=True) if v}
+            seen[tid] = {
+                **new,
+                "priority": as_text(row[3] or b"normal"),
+                "created_at": as_text(row[0]),
+            }
             pipe.zadd(keys.ticket_index(), {tid: created}, nx=True)
             for field, value in old.items():
                 if new.get(field) != value:
@@ -156,15 +160,15 @@ class RedisStore:
                 author,
             ],
         )
-        return int(created), _s(state)
+        return int(created), as_text(state)
 
     async def claim_reply(self, cid: str, reply_id: str, stale_ms: int = 120_000) -> Claim:
         r = await self.scripts.claim_reply(
             keys=[keys.entry(cid, reply_id)], args=[self._now_ms(), stale_ms]
         )
-        if _s(r[0]) != "go":
-            return Claim(go=False, state=_s(r[1]))
-        return Claim(go=True, state=_s(r[3]), attempts=int(r[1]), reply=json.loads(r[2]))
+        if as_text(r[0]) != "go":
+            return Claim(go=False, state=as_text(r[1]))
+        return Claim(go=True, state=as_text(r[3]), attempts=int(r[1]), reply=json.loads(r[2]))
 
     async def set_reply_state(
         self,
@@ -188,7 +192,7 @@ class RedisStore:
                 "1" if force else "0",
             ],
         )
-        return _s(r[0])
+        return as_text(r[0])
 
     async def map_provider_id(self, channel: str, provider_id: str, cid: str, rid: str) -> None:
         await self.redis.set(keys.provider_ref(channel, provider_id), f"{cid}|{rid}")
@@ -197,7 +201,7 @@ class RedisStore:
         raw = await self.redis.get(keys.provider_ref(channel, provider_id))
         if raw is None:
             return None
-        cid, _, rid = _s(raw).partition("|")
+        cid, _, rid = as_text(raw).partition("|")
         return cid, rid
 
     async def park_early_status(self, channel: str, provider_id: str, payload: str) -> None:
@@ -214,7 +218,7 @@ class RedisStore:
         pipe.lrange(k, 0, -1)
         pipe.delete(k)
         items, _ = await pipe.execute()
-        return [_s(i) for i in items]
+        return [as_text(i) for i in items]
 
     # -- tickets -------------------------------------------------------------------------
 
@@ -222,7 +226,7 @@ class RedisStore:
         """A ticket id (``<contact>.<n>``) or a human number (``KMN-2026-000123``)."""
         if "-" in ref and ref[:1].isalpha() and ref.split("-")[0].isupper():
             raw = await self.redis.hget(keys.ticket_numbers(), ref)
-            return _s(raw) if raw else None
+            return as_text(raw) if raw else None
         try:
             cid, n = split_ticket_id(ref)
         except KeyError:
@@ -238,16 +242,18 @@ class RedisStore:
             args=[n, status, now, new_id(now), json.dumps(event, ensure_ascii=False)],
         )
         await self.reindex([tid])
-        return _s(r[0]), _s(r[1])
+        return as_text(r[0]), as_text(r[1])
 
     async def _timeline(self, tid: str, with_raw: bool) -> list[dict[str, Any]]:
         cid, n = split_ticket_id(tid)
         log = await self.redis.lrange(keys.ticket_log(cid, n), 0, -1)
         pipe = self.redis.pipeline(transaction=False)
         for eid in log:
-            pipe.hgetall(keys.entry(cid, _s(eid)))
+            pipe.hgetall(keys.entry(cid, as_text(eid)))
         return [
-            _timeline_entry(_s(eid), {_s(k): _s(v) for k, v in row.items()}, with_raw)
+            _timeline_entry(
+                as_text(eid), {as_text(k): as_text(v) for k, v in row.items()}, with_raw
+            )
             for eid, row in zip(log, await pipe.execute(), strict=True)
         ]
 
@@ -257,7 +263,7 @@ class RedisStore:
         fields = await self.redis.hgetall(keys.ticket(cid, n))
         if not fields:
             return None
-        ticket: dict[str, Any] = {_s(k): _s(v) for k, v in fields.items()}
+        ticket: dict[str, Any] = {as_text(k): as_text(v) for k, v in fields.items()}
         ticket.pop("ix", None)
         ticket["id"] = tid
         ticket["contact_id"] = cid
@@ -280,7 +286,9 @@ class RedisStore:
 
     async def merge_contacts(self, into: str, other: str, actor: str) -> list[str]:
         """Every identity of ``other`` now names ``into``; returns the identities moved."""
-        idents = sorted(_s(i) for i in await self.redis.smembers(keys.contact_identities(other)))
+        idents = sorted(
+            as_text(i) for i in await self.redis.smembers(keys.contact_identities(other))
+        )
         now = self._now_ms()
         for ident in idents:
             await self.redis.set(keys.identity(ident), into)
@@ -308,7 +316,7 @@ class RedisStore:
     async def unmerge_contacts(self, into: str, other: str, actor: str) -> list[str]:
         """Undo ``merge_contacts``: the identities that came from ``other`` go back to it."""
         origin = {
-            _s(k): _s(v)
+            as_text(k): as_text(v)
             for k, v in (await self.redis.hgetall(f"{keys.contact(into)}:origin")).items()
         }
         idents = sorted(i for i, src in origin.items() if src == other)
@@ -363,11 +371,11 @@ class RedisStore:
     async def get_ticket_fields(self, tid: str) -> dict[str, str]:
         cid, n = split_ticket_id(tid)
         raw = await self.redis.hgetall(keys.ticket(cid, n))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def get_entry(self, cid: str, entry_id: str) -> dict[str, str]:
         raw = await self.redis.hgetall(keys.entry(cid, entry_id))
-        return {_s(k): _s(v) for k, v in raw.items()}
+        return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def list_tickets(
         self, filters: dict[str, str], limit: int = 50, offset: int = 0
@@ -387,14 +395,14 @@ class RedisStore:
             tids = [r[0] for r in rows[offset : offset + limit]]
         pipe = self.redis.pipeline(transaction=False)
         for tid in tids:
-            cid, n = split_ticket_id(_s(tid))
+            cid, n = split_ticket_id(as_text(tid))
             pipe.hgetall(keys.ticket(cid, n))
         out = []
         for tid, row in zip(tids, await pipe.execute(), strict=True):
-            t = {_s(k): _s(v) for k, v in row.items()}
+            t = {as_text(k): as_text(v) for k, v in row.items()}
             t.pop("ix", None)
-            t["id"] = _s(tid)
-            t["contact_id"] = split_ticket_id(_s(tid))[0]
+            t["id"] = as_text(tid)
+            t["contact_id"] = split_ticket_id(as_text(tid))[0]
             out.append(t)
         return out, int(total)
 
@@ -406,14 +414,16 @@ class RedisStore:
         fields, idents, tickets = await pipe.execute()
         if not fields:
             return None
-        contact: dict[str, Any] = {_s(k): _s(v) for k, v in fields.items()}
+        contact: dict[str, Any] = {as_text(k): as_text(v) for k, v in fields.items()}
         contact["id"] = cid
-        contact["identities"] = [_identity_view(_s(i)) for i in sorted(idents)]
-        contact["tickets"] = [ticket_id(cid, _s(n)) for n in tickets]
-        absorbed = sorted(_s(a) for a in await self.redis.smembers(f"{keys.contact(cid)}:absorbed"))
+        contact["identities"] = [_identity_view(as_text(i)) for i in sorted(idents)]
+        contact["tickets"] = [ticket_id(cid, as_text(n)) for n in tickets]
+        absorbed = sorted(
+            as_text(a) for a in await self.redis.smembers(f"{keys.contact(cid)}:absorbed")
+        )
         for other in absorbed:
             got = await self.redis.zrevrange(keys.contact_tickets(other), 0, -1)
-            contact["tickets"] += [ticket_id(other, _s(n)) for n in got]
+            contact["tickets"] += [ticket_id(other, as_text(n)) for n in got]
         contact["merged_contacts"] = absorbed
         audit = await self.redis.lrange(f"{keys.contact(cid)}:audit", 0, -1)
         contact["audit"] = [json.loads(a) for a in audit]

@@ -12,14 +12,10 @@ import secrets
 import time
 from typing import Any
 
-from adapters.scripts import AnyRedis
+from adapters.scripts import AnyRedis, as_text
 from hub.accounts import User
 
 PREFIX = "hub:{users}"
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def _token_hash(token: str) -> str:
@@ -65,7 +61,7 @@ class RedisUsers:
         raw = await self.redis.hgetall(f"{PREFIX}:u:{username}")
         if not raw:
             return None
-        d = {_s(k): _s(v) for k, v in raw.items()}
+        d = {as_text(k): as_text(v) for k, v in raw.items()}
         user = User(
             d["username"],
             d.get("display_name", d["username"]),
@@ -77,7 +73,7 @@ class RedisUsers:
         return user, d.get("password", "")
 
     async def all(self) -> list[User]:
-        names = sorted(_s(n) for n in await self.redis.smembers(f"{PREFIX}:all"))
+        names = sorted(as_text(n) for n in await self.redis.smembers(f"{PREFIX}:all"))
         out = []
         for n in names:
             got = await self.get(n)
@@ -117,7 +113,7 @@ class RedisUsers:
         if not raw:
             return None
         await self.redis.expire(key, ttl_s)
-        d = {_s(k): _s(v) for k, v in raw.items()}
+        d = {as_text(k): as_text(v) for k, v in raw.items()}
         return d["username"], d["csrf"]
 
     async def end_session(self, sid: str) -> None:

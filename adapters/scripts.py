@@ -19,6 +19,11 @@ AnyRedis = Redis | RedisCluster
 """A single Redis or a Redis Cluster: the adapters run the same code on both."""
 
 
+def as_text(v: Any) -> str:
+    """A Redis reply (bytes, or str when decoded) as text."""
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
 @cache
 def _source(name: str) -> str:
     return (resources.files("adapters") / "lua" / f"{name}.lua").read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from channels.base import InboundRequest, PayloadError, SignatureError
+from channels.base import Channel, InboundRequest, PayloadError, SignatureError
 from hub.web.common import HUB, error
 
 log = structlog.get_logger("hub.webhooks")
@@ -51,29 +51,51 @@ async def _inbound_request(request: web.Request, channel: str) -> InboundRequest
     )
 
 
-async def whatsapp_inbound(request: web.Request) -> web.StreamResponse:
+async def _verified(
+    request: web.Request, channel: str
+) -> tuple[Channel, InboundRequest] | web.Response:
+    """The account's channel and the request, once the provider's signature checks out."""
     hub = request.app[HUB]
     account = request.match_info["account"]
-    ch = hub.channels.get("whatsapp", account)
+    ch = hub.channels.get(channel, account)
     if ch is None:
-        hub.metrics.webhook_rejected.labels("whatsapp", "unknown_account").inc()
-        return error(404, "unknown_account", f"no WhatsApp account {account!r} on this hub")
-    structlog.contextvars.bind_contextvars(channel="whatsapp", account=account)
-    req = await _inbound_request(request, "whatsapp")
+        hub.metrics.webhook_rejected.labels(channel, "unknown_account").inc()
+        return error(404, "unknown_account", f"no {channel} account {account!r} on this hub")
+    structlog.contextvars.bind_contextvars(channel=channel, account=account)
+    req = await _inbound_request(request, channel)
     if isinstance(req, web.Response):
         return req
     try:
         ch.verify(req)
     except SignatureError as exc:
-        hub.metrics.webhook_rejected.labels("whatsapp", "signature").inc()
+        hub.metrics.webhook_rejected.labels(channel, "signature").inc()
         log.warning("webhook.forged", reason=str(exc))
         return error(403, "bad_signature", str(exc))
+    return ch, req
+
+
+def _malformed(request: web.Request, channel: str, exc: PayloadError) -> web.Response:
+    request.app[HUB].metrics.webhook_rejected.labels(channel, "malformed").inc()
+    log.warning("webhook.malformed", reason=str(exc))
+    return error(400, "malformed_payload", str(exc))
+
+
+def _unavailable(request: web.Request, channel: str, exc: Exception) -> web.Response:
+    request.app[HUB].metrics.webhook_rejected.labels(channel, "store_unavailable").inc()
+    log.error("webhook.store_unavailable", error=repr(exc)[:200])
+    return error(503, "store_unavailable", "the hub cannot store this right now; retry")
+
+
+async def whatsapp_inbound(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    got = await _verified(request, "whatsapp")
+    if isinstance(got, web.Response):
+        return got
+    ch, req = got
     try:
         parsed = ch.parse(req, hub.clock.now())
     except PayloadError as exc:
-        hub.metrics.webhook_rejected.labels("whatsapp", "malformed").inc()
-        log.warning("webhook.malformed", reason=str(exc))
-        return error(400, "malformed_payload", str(exc))
+        return _malformed(request, "whatsapp", exc)
     try:
         for msg in parsed.messages:
             entry = await hub.publisher.publish(msg)
@@ -88,34 +110,23 @@ async def whatsapp_inbound(request: web.Request) -> web.StreamResponse:
         if parsed.statuses:
             await hub.statuses.apply(parsed.statuses)
     except (RedisError, OSError) as exc:
-        hub.metrics.webhook_rejected.labels("whatsapp", "store_unavailable").inc()
-        log.error("webhook.store_unavailable", error=repr(exc)[:200])
-        return error(503, "store_unavailable", "the hub cannot store messages right now; retry")
+        return _unavailable(request, "whatsapp", exc)
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
 
 async def whatsapp_status(request: web.Request) -> web.StreamResponse:
-    hub = request.app[HUB]
-    account = request.match_info["account"]
-    ch = hub.channels.get("whatsapp", account)
-    if ch is None:
-        return error(404, "unknown_account", f"no WhatsApp account {account!r} on this hub")
-    req = await _inbound_request(request, "whatsapp")
-    if isinstance(req, web.Response):
-        return req
-    try:
-        ch.verify(req)
-    except SignatureError as exc:
-        hub.metrics.webhook_rejected.labels("whatsapp", "signature").inc()
-        return error(403, "bad_signature", str(exc))
+    got = await _verified(request, "whatsapp")
+    if isinstance(got, web.Response):
+        return got
+    ch, req = got
     try:
         update = ch.parse_status(req)
     except PayloadError as exc:
-        return error(400, "malformed_payload", str(exc))
+        return _malformed(request, "whatsapp", exc)
     try:
-        await hub.statuses.apply([update])
-    except (RedisError, OSError):
-        return error(503, "store_unavailable", "the hub cannot store statuses right now; retry")
+        await request.app[HUB].statuses.apply([update])
+    except (RedisError, OSError) as exc:
+        return _unavailable(request, "whatsapp", exc)
     return web.Response(status=204)
 
 
