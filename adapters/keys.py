@@ -39,6 +39,11 @@ def contact_identities(cid: str) -> str:
     return f"{contact(cid)}:ids"
 
 
+def thread(hint: str) -> str:
+    """A thread hint (``email-msgid:<…>``, ``portal-request:123``) → the ticket it joined."""
+    return f"{PREFIX}:thr:{{{hint}}}"
+
+
 def inbound_stream(shard: int) -> str:
     return f"{PREFIX}:in:{{s{shard}}}"
 

@@ -67,10 +67,11 @@ class RedisStore:
                     msg.account,
                     msg.reply_address,
                     msg.display_name,
-                    msg.sender,
+                    "" if route.foreign_sender else msg.sender,
                     route.unit,
                     route.category,
                     route.priority,
+                    route.ticket_n,
                 ],
                 client=pipe,
             )
@@ -104,6 +105,31 @@ class RedisStore:
             numbers[tid] = as_text(r[0])
         await self.redis.hset(keys.ticket_numbers(), mapping={v: k for k, v in numbers.items()})
         return numbers
+
+    async def find_threads(self, hints: Iterable[str]) -> dict[str, str]:
+        """Thread hints (an e-mail Message-ID, a portal request id, a ticket number) → the
+        ticket they belong to, for those the hub has seen."""
+        wanted = list(dict.fromkeys(hints))
+        if not wanted:
+            return {}
+        pipe = self.redis.pipeline(transaction=False)
+        for h in wanted:
+            if h.startswith("ticket-number:"):
+                pipe.hget(keys.ticket_numbers(), h.removeprefix("ticket-number:"))
+            else:
+                pipe.get(keys.thread(h))
+        return {h: as_text(v) for h, v in zip(wanted, await pipe.execute(), strict=True) if v}
+
+    async def remember_threads(self, pairs: Iterable[tuple[str, str]]) -> None:
+        """Hint → ticket, first writer wins (a later mail quoting it joins the same ticket)."""
+        pipe = self.redis.pipeline(transaction=False)
+        n = 0
+        for hint, tid in pairs:
+            if not hint.startswith("ticket-number:"):
+                pipe.set(keys.thread(hint), tid, nx=True)
+                n += 1
+        if n:
+            await pipe.execute()
 
     async def reindex(self, ticket_ids: Iterable[str]) -> dict[str, dict[str, str]]:
         """Bring the list indexes in line with each ticket's fields (idempotent); returns

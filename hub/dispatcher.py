@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
@@ -23,7 +23,15 @@ from hub.ack import Acknowledger
 from hub.channelset import ChannelSet
 from hub.metrics import HubMetrics
 from hub.model import Message
-from hub.ports import Applied, EventBus, Group, StreamEntry, TicketStore
+from hub.ports import (
+    Applied,
+    EventBus,
+    Group,
+    Route,
+    StreamEntry,
+    TicketStore,
+    split_ticket_id,
+)
 from hub.queue import QueueService
 from hub.routing import Router
 from hub.search import SearchDoc, SearchPort
@@ -202,6 +210,33 @@ class Dispatcher:
         entry = await self.store.get_entry(a.contact_id, a.ack_reply)
         return entry.get("state") == "queued"
 
+    async def _routes(
+        self, cids: Sequence[str], msgs: Sequence[Message]
+    ) -> list[tuple[str, Message, Route]]:
+        """Where each message goes. A thread hint the hub knows (an e-mail it stored or sent,
+        a portal request) names the ticket, whoever sends; a ticket number quoted in a subject
+        counts only from that ticket's own contact, so strangers cannot write into it."""
+        hints = [h for m in msgs for h in m.thread_hints]
+        known = await self.store.find_threads(hints) if hints else {}
+        out = []
+        for cid, m in zip(cids, msgs, strict=True):
+            route = self.router.route(m)
+            target = next(
+                (known[h] for h in m.thread_hints
+                 if h in known and not h.startswith("ticket-number:")),
+                None,
+            ) or next(
+                (known[h] for h in m.thread_hints
+                 if h in known and split_ticket_id(known[h])[0] == cid),
+                None,
+            )  # fmt: skip
+            if target is None:
+                out.append((cid, m, route))
+                continue
+            tcid, tn = split_ticket_id(target)
+            out.append((tcid, m, replace(route, ticket_n=tn, foreign_sender=tcid != cid)))
+        return out
+
     async def _ensure_ack(self, a: Applied, m: Message, number: str) -> None:
         if await self._ack_needed(a):
             await self.ack.ensure(a, m, number)
@@ -209,8 +244,11 @@ class Dispatcher:
     async def apply(self, msgs: Sequence[Message]) -> list[Applied]:
         """Correlate and store; every step is idempotent, so a retry converges."""
         cids = await self.store.resolve_contacts([m.sender for m in msgs])
-        items = [(cid, m, self.router.route(m)) for cid, m in zip(cids, msgs, strict=True)]
+        items = await self._routes(cids, msgs)
         applied = await self.store.apply_messages(items, self.opt.reopen_window_ms)
+        await self.store.remember_threads(
+            (h, a.ticket_id) for a, m in zip(applied, msgs, strict=True) for h in m.thread_hints
+        )
         numbers = await self.store.assign_numbers(applied)
         tickets = await self.store.reindex(a.ticket_id for a in applied)
         if self.search is not None:  # idempotent, so duplicates are indexed again harmlessly

@@ -50,11 +50,14 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Where a new ticket goes: its unit, and what the routing rules said of it."""
+    """Where a message goes: the ticket a thread hint names (if any), else the contact's
+    ticket; and for a new ticket its unit and what the routing rules said of it."""
 
     unit: str = "general"
     category: str = ""
     priority: str = "normal"
+    ticket_n: str = ""  # a ticket of this contact named by a thread hint
+    foreign_sender: bool = False  # the sender is another contact's identity
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +88,10 @@ class TicketStore(Protocol):
     ) -> bool: ...
 
     async def assign_numbers(self, applied: Sequence[Applied]) -> dict[str, str]: ...
+
+    async def find_threads(self, hints: Iterable[str]) -> dict[str, str]: ...
+
+    async def remember_threads(self, pairs: Iterable[tuple[str, str]]) -> None: ...
 
     async def reindex(self, ticket_ids: Iterable[str]) -> dict[str, dict[str, str]]: ...
 

@@ -2,7 +2,10 @@
 -- KEYS[1] = hub:c:{<cid>} (every other key used shares its hash tag)
 -- ARGV: 1 message id, 2 dedupe key, 3 message json, 4 received_at ms, 5 reopen window ms,
 --       6 channel, 7 account, 8 reply address, 9 display name, 10 sender identity, 11 unit,
---       12 category, 13 priority (11-13 are used only when the message opens a ticket)
+--       12 category, 13 priority (11-13 are used only when the message opens a ticket),
+--       14 a ticket n a thread hint points to ('' for none): used while it can take messages
+-- ARGV[10] may be '': the sender is another contact's identity (a thread hint brought the
+-- message here), so it is not added to this contact's identities.
 -- Returns {outcome, message id, ticket n, ticket number or '', ack reply id or ''}
 -- outcome: new | reopened | appended | dup:<original outcome>
 local base = KEYS[1]
@@ -19,6 +22,10 @@ end
 local now = tonumber(ARGV[4])
 local outcome = 'appended'
 local n = redis.call('GET', base .. ':open')
+if ARGV[14] ~= '' and redis.call('EXISTS', base .. ':t:' .. ARGV[14]) == 1 then
+  local hinted = redis.call('HGET', base .. ':t:' .. ARGV[14], 'status')
+  if hinted == 'open' or hinted == 'resolved' then n = ARGV[14] end
+end
 if n then
   local tk = base .. ':t:' .. n
   local st = redis.call('HGET', tk, 'status')
@@ -60,6 +67,6 @@ if ARGV[9] ~= '' then redis.call('HSET', base, 'name', ARGV[9]) end
 if redis.call('HSETNX', base, 'created_at', now) == 1 then
   redis.call('HSET', base, 'id', string.match(base, '{(.*)}'))
 end
-redis.call('SADD', base .. ':ids', ARGV[10])
+if ARGV[10] ~= '' then redis.call('SADD', base .. ':ids', ARGV[10]) end
 return {outcome, ARGV[1], n, redis.call('HGET', tk, 'number') or '',
         redis.call('HGET', tk, 'ack_reply') or ''}

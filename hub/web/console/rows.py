@@ -1,0 +1,60 @@
+"""Tickets as the queue and search lists show them: one row each."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from hub.ports import split_ticket_id
+from hub.web.console.fmt import ms, ref
+from hub.web.console.view import View
+
+
+async def _row(
+    view: View, tid: str, f: Mapping[str, str], name: str, now: float
+) -> dict[str, Any]:
+    since = ms(f.get("reopened_at") or f.get("created_at"))
+    updated = ms(f.get("updated_at"))
+    priority = f.get("priority") or "normal"
+    status = f.get("status", "open")
+    channel = f.get("channel", "")
+    return {
+        "id": tid,
+        "ref": ref(f, tid),
+        "number": f.get("number", ""),
+        "name": name or view.t("ticket.no_name"),
+        "named": bool(name),
+        "channel": channel,
+        "channel_label": view.label("channel", channel),
+        "priority": priority,
+        "priority_label": view.label("priority", priority),
+        "status": status,
+        "status_label": view.label("status", status),
+        "unit": f.get("unit", ""),
+        "unit_label": view.unit_name(f.get("unit", "")),
+        "assignee": await view.display(f.get("assignee", "")),
+        "waiting": view.t.duration(now - since) if since else "",
+        "waiting_full": view.t.when_full(since),
+        "updated": view.t.when(updated, now),
+        "updated_s": updated,
+        "updated_full": view.t.when_full(updated),
+    }
+
+
+async def rows(view: View, tids: list[str]) -> list[dict[str, Any]]:
+    """Tickets as the lists show them: number, citizen, channel, priority, times."""
+    hub = view.hub
+    names: dict[str, str] = {}
+    now = time.time()
+    out = []
+    for tid in tids:
+        f = await hub.store.get_ticket_fields(tid)
+        if not f:
+            continue
+        cid = split_ticket_id(tid)[0]
+        if cid not in names:
+            contact = await hub.store.get_contact(cid)
+            names[cid] = str(contact.get("name", "")) if contact else ""
+        out.append(await _row(view, tid, f, names[cid], now))
+    return out

@@ -1,0 +1,154 @@
+"""What the ticket page shows: the header (status, claim, WhatsApp window), the composer
+(free text, templates or nothing, canned responses) and the side cards' choices."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from hub.queue import PRIORITY_RANK
+from hub.web.console.contact_card import contact_card
+from hub.web.console.fmt import ms, numbers, ref
+from hub.web.console.timeline import timeline
+from hub.web.console.view import View
+
+CLOSING_S = 2 * 3600
+
+
+async def _window(view: View, tid: str) -> dict[str, Any]:
+    window = await view.hub.replies.window(tid)
+    left = int(window.seconds_left)
+    wstate = "closed" if left <= 0 else "closing" if left < CLOSING_S else "open"
+    hh, rest = divmod(max(0, left), 3600)
+    return {
+        "state": wstate,
+        "label": view.t(f"window.{wstate}"),
+        "seconds_left": left,
+        "left_text": f"{hh:02d}:{rest // 60:02d}:{rest % 60:02d}",
+        "channel": window.channel,
+    }
+
+
+async def _claim(view: View, tid: str, now: float) -> dict[str, Any] | None:
+    held = await view.hub.queue.queue.holder(tid)
+    if not held:
+        return None
+    agent, until_ms = held
+    return {
+        "agent": await view.display(agent),
+        "mine": agent == view.me.name,
+        "until": view.t.when(until_ms / 1000, now),
+        "lapsed": until_ms < now * 1000,
+    }
+
+
+async def header_context(view: View, tid: str, ticket: Mapping[str, Any]) -> dict[str, Any]:
+    now = time.time()
+    status = str(ticket.get("status", "open"))
+    priority = str(ticket.get("priority") or "normal")
+    channel = str(ticket.get("channel", ""))
+    created = ms(ticket.get("created_at"))
+    into = str(ticket.get("merged_into") or "")
+    return {
+        "tid": tid,
+        "ref": ref(ticket, tid),
+        "number": str(ticket.get("number") or tid),
+        "status": status,
+        "status_label": view.label("status", status),
+        "priority": priority,
+        "priority_label": view.label("priority", priority),
+        "category": str(ticket.get("category", "")),
+        "unit": str(ticket.get("unit", "")),
+        "unit_label": view.unit_name(str(ticket.get("unit", ""))),
+        "channel_label": view.label("channel", channel),
+        "created": view.t.when(created, now),
+        "created_full": view.t.when_full(created),
+        "assignee": await view.display(str(ticket.get("assignee", ""))),
+        "claim": await _claim(view, tid, now),
+        "merged_into": (await numbers(view.hub, [into]))[into] if into else "",
+        "window": await _window(view, tid),
+    }
+
+
+def _templates(view: View, ch: str, acct: str) -> list[dict[str, Any]]:
+    return [
+        {"name": spec.name, "description": spec.description, "language": spec.language,
+         "fields": [v for v in spec.variables if v != "ticket_number"],
+         "auto": [v for v in spec.variables if v == "ticket_number"]}
+        for spec in sorted(view.hub.channels.templates.get((ch, acct), {}).values(),
+                           key=lambda s: s.name)
+    ]  # fmt: skip
+
+
+def _canned(view: View, values: Mapping[str, str]) -> list[dict[str, str]]:
+    canned = []
+    for key, spec in sorted(view.hub.settings.canned.items()):
+        text = spec.text_en if view.lang == "en" else spec.text_id
+        for k, v in values.items():
+            text = text.replace("{" + k + "}", v)
+        title = spec.title_en if view.lang == "en" else spec.title_id
+        canned.append({"key": key, "title": title, "text": text})
+    return canned
+
+
+def _composer(
+    view: View, ticket: Mapping[str, Any], header: Mapping[str, Any], name: str
+) -> dict[str, Any]:
+    """Free text, an approved template (WhatsApp window closed) or nothing (ticket closed)."""
+    ch, acct = str(ticket.get("reply_channel", "")), str(ticket.get("reply_account", ""))
+    channel = view.hub.channels.get(ch, acct)
+    needs_template = (
+        header["window"]["state"] == "closed"
+        and channel is not None
+        and channel.window.template_required_outside
+    )
+    closed = header["status"] == "closed"
+    values = {"name": name, "ticket_number": header["number"],
+              "agent": view.me.display_name or view.me.name}  # fmt: skip
+    canned = _canned(view, values)
+    asked = view.request.query.get("canned", "")
+    return {
+        "mode": "closed_ticket" if closed else "template" if needs_template else "text",
+        "templates": _templates(view, ch, acct),
+        "canned": canned,
+        "prefill": next((c["text"] for c in canned if c["key"] == asked), ""),
+        "via": view.t("reply.via", channel=view.label("channel", ch), account=acct,
+                      to=str(ticket.get("reply_to", ""))),  # fmt: skip
+        "reply_sent": (view.flash or {}).get("code") == "reply_sent",
+    }
+
+
+async def _choices(view: View) -> dict[str, Any]:
+    settings = view.hub.settings
+    users = await view.users()
+    return {
+        "priorities": [(p, view.label("priority", p)) for p in PRIORITY_RANK],
+        "categories": sorted({r.category for r in settings.routing if r.category}),
+        "units": [(u, view.unit_name(u)) for u in sorted(settings.units)],
+        "agents": sorted(
+            ((u.username, u.display_name) for u in users.values() if not u.disabled),
+        ),
+    }
+
+
+async def ticket_context(view: View, tid: str) -> dict[str, Any] | None:
+    ticket = await view.hub.store.get_ticket(tid)
+    if ticket is None:
+        return None
+    header = await header_context(view, tid, ticket)
+    contact = await contact_card(view, tid, str(ticket["contact_id"]))
+    viewers = await view.hub.queue.queue.viewers(tid)
+    others_viewing = {
+        await view.display(a): s for a, s in sorted(viewers.items()) if a != view.me.name
+    }
+    return {
+        "h": header,
+        "ticket": ticket,
+        "timeline": await timeline(view, ticket),
+        "contact": contact,
+        **_composer(view, ticket, header, str(contact["name"])),
+        "viewing": [n for n, s in others_viewing.items() if s == "viewing"],
+        "typing": [n for n, s in others_viewing.items() if s == "typing"],
+        **await _choices(view),
+    }

@@ -1,0 +1,120 @@
+"""A ticket's timeline as the page shows it: messages, replies with their delivery states,
+notes and labelled events, each marked with the ticket it came from after a merge."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from hub.web.console.fmt import iso_s, numbers, safe_url
+from hub.web.console.view import View
+
+PENDING_STATES = ("queued", "sending", "retrying", "sent")
+MERGE_EVENTS = {"merged": "from", "merged_into": "into"}
+
+
+async def _event_label(view: View, e: Mapping[str, Any], refs: Mapping[str, str]) -> str:
+    kind = str(e.get("type", ""))
+    actor = await view.display(str(e.get("actor", "")))
+    agent = await view.display(str(e.get("agent", "")))
+    t = view.t
+    if kind == "status":
+        return t("ev.status", actor=actor, status=view.label("status", str(e.get("status", ""))))
+    if kind == "transferred":
+        unit = view.unit_name(str(e.get("unit", "")))
+        if agent:
+            return t("ev.transferred_agent", actor=actor, unit=unit, agent=agent)
+        return t("ev.transferred", actor=actor, unit=unit)
+    if kind == "priority":
+        return t("ev.priority", actor=actor,
+                 priority=view.label("priority", str(e.get("priority", ""))))  # fmt: skip
+    if kind == "category":
+        return t("ev.category", actor=actor, category=str(e.get("category", "")) or "—")
+    if kind in MERGE_EVENTS:
+        other = str(e.get(MERGE_EVENTS[kind], ""))
+        return t(f"ev.{kind}", actor=actor, number=refs.get(other, other))
+    if t.has(f"ev.{kind}"):
+        return t(f"ev.{kind}", actor=actor, agent=agent)
+    return t("ev.other", actor=actor, type=kind)
+
+
+def _incoming(view: View, e: Mapping[str, Any]) -> dict[str, Any]:
+    attachments = [
+        {"name": str(a.get("name") or a.get("content_type") or view.t("ticket.attachment")),
+         "type": str(a.get("content_type", "")), "url": safe_url(a.get("url"))}
+        for a in e.get("attachments") or []
+        if isinstance(a, dict)
+    ]  # fmt: skip
+    loc = e.get("location") if isinstance(e.get("location"), dict) else None
+    location = None
+    if loc:
+        lat, lon = float(loc.get("latitude", 0)), float(loc.get("longitude", 0))
+        location = {
+            "label": str(loc.get("label") or loc.get("address") or f"{lat:.5f}, {lon:.5f}"),
+            "url": f"https://www.openstreetmap.org/?mlat={lat:.6f}&mlon={lon:.6f}#map=17/{lat:.6f}/{lon:.6f}",
+        }
+    return {
+        "kind": "in",
+        "author": str(e.get("display_name") or "") or str(e.get("reply_address") or ""),
+        "channel": view.label("channel", str(e.get("channel", ""))),
+        "attachments": attachments,
+        "location": location,
+    }
+
+
+async def _outgoing(view: View, e: Mapping[str, Any]) -> dict[str, Any]:
+    state = str(e.get("state", "queued"))
+    tpl = e.get("template") if isinstance(e.get("template"), dict) else None
+    return {
+        "kind": "out",
+        "author": await view.display(str(e.get("author", ""))),
+        "auto": e.get("kind") == "auto",
+        "state": state,
+        "state_label": view.label("state", state),
+        "pending": state in PENDING_STATES,
+        "error_code": str(e.get("error_code") or ""),
+        "error_message": str(e.get("error_message") or ""),
+        "template": str(tpl.get("name", "")) if tpl else "",
+    }
+
+
+async def _kind(view: View, e: Mapping[str, Any], refs: Mapping[str, str]) -> dict[str, Any]:
+    direction = e.get("direction")
+    if direction == "in":
+        return _incoming(view, e)
+    if direction == "out":
+        return await _outgoing(view, e)
+    if e.get("type") == "note":
+        return {"kind": "note", "author": await view.display(str(e.get("actor", "")))}
+    return {"kind": "event", "label": await _event_label(view, e, refs)}
+
+
+async def _refs(view: View, ticket: Mapping[str, Any]) -> dict[str, str]:
+    """The numbers of every other ticket the timeline mentions, read once."""
+    tids = set(ticket.get("merged_from") or [])
+    for e in ticket.get("messages", []):
+        tids.add(str(e.get("from_ticket") or ""))
+        if e.get("type") in MERGE_EVENTS:
+            tids.add(str(e.get(MERGE_EVENTS[str(e["type"])]) or ""))
+    return await numbers(view.hub, tids)
+
+
+async def timeline(view: View, ticket: Mapping[str, Any]) -> list[dict[str, Any]]:
+    now = time.time()
+    refs = await _refs(view, ticket)
+    items = []
+    for e in ticket.get("messages", []):
+        at = iso_s(e.get("at"))
+        source = str(e.get("from_ticket") or "")
+        item: dict[str, Any] = {
+            "id": str(e.get("id", "")),
+            "when": view.t.when(at, now),
+            "when_full": view.t.when_full(at),
+            "iso": str(e.get("at", "")),
+            "text": str(e.get("text") or ""),
+            "from_ref": refs.get(source, source) if source else "",
+        }
+        item.update(await _kind(view, e, refs))
+        items.append(item)
+    return items
