@@ -407,3 +407,134 @@ async def test_search_without_an_index_falls_back_to_the_lists(
     assert "Tidak ada tiket yang cocok." in html
     _, html, _ = await b.get("/console/search?from=2000-01-01&to=2000-01-02")
     assert "Tidak ada tiket yang cocok." in html
+
+
+# -- merges ------------------------------------------------------------------------------
+
+SECOND_PHONE = "+6285712345678"
+
+
+async def _new_ticket(h: HubHarness, body: str, **kw: str) -> str:
+    before = {t["number"] for t in await h.tickets()}
+    await _ticket(h, body, **kw)
+    return next(str(t["number"]) for t in await h.tickets() if t["number"] not in before)
+
+
+async def _two_tickets(h: HubHarness) -> tuple[str, str]:
+    first = await _new_ticket(h, "THR saya belum dibayar")
+    second = await _new_ticket(h, "Soal THR juga", phone=SECOND_PHONE, ProfileName="Budi Santoso")
+    return first, second
+
+
+def _flash(html: str) -> tuple[str, str, str]:
+    m = re.search(
+        r'<div class="flash flash-(\w+)"[^>]*data-code="([^"]*)">\s*'
+        r'<span class="flash-text">([^<]*)</span>',
+        html,
+    )
+    assert m, "no flash on the page"
+    return m.group(1), m.group(2), unescape(m.group(3))
+
+
+async def test_merge_ticket_form_moves_the_timeline(
+    hub_h: HubHarness, browsers: Callable[[], Browser]
+) -> None:
+    """Merging this ticket into another closes it and shows it on the target, marked."""
+    a, b = await _two_tickets(hub_h)
+    ani = browsers()
+    await ani.login("ani", "password-ani-1")
+    page_a, page_b = f"/console/tickets/{a}", f"/console/tickets/{b}"
+    _, html, _ = await ani.get(page_a)
+    assert 'action="/console/tickets/' + a + '/merge"' in html
+    assert "Gabungkan ke tiket lain…" in html
+    status, _, _ = await ani.post(page_a + "/merge", {"number": b, "confirm": "1"}, csrf=False)
+    assert status == 403
+    status, _, r = await ani.post(page_a + "/merge", {"number": b})
+    assert r.headers["Location"] == page_a  # the confirmation box is the second step
+    _, html, _ = await ani.get(page_a)
+    assert _flash(html) == ("error", "confirm", "Centang konfirmasi dulu sebelum menggabungkan.")
+
+    status, _, r = await ani.post(page_a + "/merge", {"number": b.lower(), "confirm": "1"})
+    assert status == 303
+    assert r.headers["Location"] == page_b
+    _, html, _ = await ani.get(page_b)
+    assert _flash(html) == ("ok", "ticket_merged", f"Tiket {a} digabung ke tiket ini.")
+    assert "THR saya belum dibayar" in html
+    assert f'<span class="from-ticket">dari {a}</span>' in html
+    assert f"Ani Lestari menggabungkan tiket {a} ke tiket ini" in html
+    _, html, _ = await ani.get(page_b + "/timeline?lang=en")
+    assert f'<span class="from-ticket">from {a}</span>' in html
+    _, html, _ = await ani.get(page_a + "?lang=id")
+    assert 'id="ticket-status">Ditutup<' in html
+    assert f'Tiket ini sudah digabung ke <a href="{page_b}">{b}</a>' in html
+    assert 'id="merge-ticket"' not in html  # a closed ticket offers no merge
+    assert (await hub_h.ticket(a))["merged_into"] == (await hub_h.ticket(b))["id"]
+
+
+async def test_merge_ticket_form_explains_refusals(
+    hub_h: HubHarness, browsers: Callable[[], Browser]
+) -> None:
+    """Merging into itself, into a closed ticket or an unknown number is refused in words."""
+    a, b = await _two_tickets(hub_h)
+    ani = browsers()
+    await ani.login("ani", "password-ani-1")
+    page_a = f"/console/tickets/{a}"
+    unknown = "KMN-2000-999999"
+    cases = [
+        (a, "same_ticket", "Tiket tidak bisa digabung ke dirinya sendiri."),
+        (unknown, "not_found", f"Tiket {unknown} tidak ditemukan di unit kerja Anda."),
+        (b, "ticket_closed", f"Tiket {b} sudah ditutup; gabungkan ke tiket yang terbuka "
+                             "atau selesai."),
+    ]  # fmt: skip
+    for number, code, text in cases:
+        if code == "ticket_closed":
+            await ani.post(f"/console/tickets/{b}/status", {"status": "closed"})
+        status, _, r = await ani.post(page_a + "/merge", {"number": number, "confirm": "1"})
+        assert (status, r.headers["Location"]) == (303, page_a), code
+        _, html, _ = await ani.get(page_a)
+        assert _flash(html) == ("error", code, text)
+    await ani.get(page_a + "?lang=en")  # the flash is written in the language of the post
+    await ani.post(page_a + "/merge", {"number": b, "confirm": "1"})
+    _, html, _ = await ani.get(page_a)
+    assert _flash(html)[2] == f"Ticket {b} is closed; merge into an open or resolved ticket."
+    assert "merged_into" not in await hub_h.ticket(a)
+
+
+async def test_merge_and_unmerge_contact_forms(
+    hub_h: HubHarness, browsers: Callable[[], Browser]
+) -> None:
+    """Another ticket's citizen merges into this one, audited, and the un-merge undoes it."""
+    a, b = await _two_tickets(hub_h)
+    other = str((await hub_h.ticket(b))["contact_id"])
+    ani = browsers()
+    await ani.login("ani", "password-ani-1")
+    page_a = f"/console/tickets/{a}"
+    status, _, r = await ani.post(page_a + "/merge-contact", {"number": b, "confirm": "1"})
+    assert (status, r.headers["Location"]) == (303, page_a)
+    _, html, _ = await ani.get(page_a)
+    assert _flash(html) == ("ok", "contact_merged", "Kontak digabung ke pelapor ini.")
+    assert SECOND_PHONE in html
+    assert f'name="contact" value="{other}"' in html
+    assert 'aria-label="Pisahkan Budi Santoso"' in html
+    audit_line = "Ani Lestari menggabungkan Budi Santoso ke kontak ini</span> <span class="
+    assert f'{audit_line}"muted">({SECOND_PHONE})</span>' in html
+    assert re.search(r'<time title="\d+ \w+ \d{4} \d\d:\d\d:\d\d WIB">', html)
+
+    status, _, _ = await ani.post(page_a + "/unmerge-contact", {"contact": other}, csrf=False)
+    assert status == 403
+    status, _, r = await ani.post(page_a + "/unmerge-contact", {"contact": other})
+    assert (status, r.headers["Location"]) == (303, page_a)
+    _, html, _ = await ani.get(page_a)
+    assert _flash(html) == ("ok", "contact_unmerged", "Penggabungan kontak dibatalkan.")
+    assert f'name="contact" value="{other}"' not in html
+    audit = re.findall(r'<li class="audit-(\w+)">', html)
+    assert audit == ["unmerged", "merged"]  # newest first
+    await ani.get(page_a + "?lang=en")
+    await ani.post(page_a + "/unmerge-contact", {"contact": other})
+    _, html, _ = await ani.get(page_a)
+    assert _flash(html) == ("error", "not_merged", "That contact is not merged into this citizen.")
+    assert "Merge history" in html
+    assert "Ani Lestari un-merged Budi Santoso" in html
+    await ani.post(page_a + "/merge-contact", {"number": a, "confirm": "1"})
+    _, html, _ = await ani.get(page_a)
+    assert _flash(html)[1] == "same_contact"

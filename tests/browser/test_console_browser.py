@@ -218,3 +218,54 @@ async def test_colleagues_see_each_other_view_and_type(
     await ani.keyboard.press("Control+Enter")
     await expect(rina.locator("#timeline .note")).to_contain_text("Sudah diteruskan")
     assert dialogs == []
+
+
+async def test_agent_merges_two_tickets_through_the_page(
+    harness_factory: Factory, browser: Browser
+) -> None:
+    """An agent merges one ticket into another from the keyboard and sees one timeline."""
+    h = await _hub(harness_factory)
+    await h.post_whatsapp(inbound_params("Gaji bulan lalu belum dibayar penuh."))
+    await h.post_whatsapp(
+        inbound_params("Ini nomor baru saya, soal gaji yang sama.", phone="+6285712345678",
+                       ProfileName="Siti (nomor kedua)")
+    )  # fmt: skip
+
+    async def numbered() -> list[str]:
+        items = await h.tickets()
+        nums = [str(t.get("number", "")) for t in items]
+        return sorted(nums) if len(nums) == 2 and all(nums) else []
+
+    first, second = await eventually(numbered)
+    dialogs: list[str] = []
+    errors: list[str] = []
+    page = await _page(browser, dialogs)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    await page.goto(f"{h.base}/console/tickets/{second}")
+    await _login(page, h, "ani", "password-ani-1")
+    await expect(page.locator("#timeline")).to_contain_text("nomor baru saya")
+
+    # the merge is behind a disclosure and a confirmation box: both work from the keyboard
+    number_box = page.get_by_label("Nomor tiket tujuan")
+    await expect(number_box).to_be_hidden()
+    await page.locator("#merge-ticket summary").focus()
+    await page.keyboard.press("Enter")
+    await number_box.fill(first)
+    await page.keyboard.press("Tab")
+    await page.keyboard.press("Space")
+    await expect(page.locator("#merge-ticket input[name=confirm]")).to_be_checked()
+    await page.get_by_role("button", name="Gabungkan tiket").click()
+
+    await expect(page).to_have_url(f"{h.base}/console/tickets/{first}")
+    await expect(page.locator(".flash-ok")).to_contain_text(f"Tiket {second} digabung")
+    merged = page.locator(".msg-in", has_text="nomor baru saya")
+    await expect(merged.locator(".from-ticket")).to_have_text(f"dari {second}")
+    await expect(page.locator(".msg-in", has_text="Gaji bulan lalu")).to_be_visible()
+    event = page.locator("#timeline .event", has_text=f"menggabungkan tiket {second} ke tiket ini")
+    await expect(event).to_contain_text("Ani Lestari")
+    await page.locator("#merge-ticket summary").click()
+    await page.get_by_role("button", name="Tutup pesan").click()
+    await page.screenshot(path=str(DOCS / "console-merge.png"))
+    assert (await h.ticket(second))["status"] == "closed"
+    assert dialogs == []
+    assert errors == []

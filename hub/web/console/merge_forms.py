@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from multidict import MultiDictProxy
+
 from hub.ports import split_ticket_id
 from hub.ticket_actions import ActionError
 from hub.web.console.fmt import form_text
@@ -32,9 +34,7 @@ async def _other_ticket(view: View, form: Mapping[str, Any], scope: str) -> tupl
     if form_text(form, "confirm") != "1":
         raise Refused(view.t("err.merge.confirm"), "confirm")
     store = view.hub.store
-    other = await store.resolve_ticket_ref(number) or await store.resolve_ticket_ref(
-        number.upper()
-    )
+    other = await store.resolve_ticket_ref(number) or await store.resolve_ticket_ref(number.upper())
     if other is None:
         raise Refused(view.t("err.merge.not_found", number=number), "not_found")
     try:
@@ -44,7 +44,9 @@ async def _other_ticket(view: View, form: Mapping[str, Any], scope: str) -> tupl
     return other, number
 
 
-async def merge_ticket(view: View, tid: str, fields: dict[str, str], form: Any) -> str:
+async def merge_ticket(
+    view: View, tid: str, fields: dict[str, str], form: MultiDictProxy[Any]
+) -> str:
     """This ticket closes into the one named; that one shows both timelines."""
     other, number = await _other_ticket(view, form, "merge_ticket")
     try:
@@ -54,7 +56,9 @@ async def merge_ticket(view: View, tid: str, fields: dict[str, str], form: Any) 
     return "ticket_merged"
 
 
-async def merge_contact(view: View, tid: str, fields: dict[str, str], form: Any) -> str:
+async def merge_contact(
+    view: View, tid: str, fields: dict[str, str], form: MultiDictProxy[Any]
+) -> str:
     """The citizen of the ticket named becomes this ticket's citizen (identities move)."""
     other, number = await _other_ticket(view, form, "merge_contact")
     into, absorbed = split_ticket_id(tid)[0], split_ticket_id(other)[0]
@@ -65,7 +69,9 @@ async def merge_contact(view: View, tid: str, fields: dict[str, str], form: Any)
     return "contact_merged"
 
 
-async def unmerge_contact(view: View, tid: str, fields: dict[str, str], form: Any) -> str:
+async def unmerge_contact(
+    view: View, tid: str, fields: dict[str, str], form: MultiDictProxy[Any]
+) -> str:
     """A contact merged into this ticket's citizen gets its identities back."""
     other = form_text(form, "contact").strip()[:MAX_REF]
     if not other:

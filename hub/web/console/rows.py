@@ -11,9 +11,7 @@ from hub.web.console.fmt import ms, ref
 from hub.web.console.view import View
 
 
-async def _row(
-    view: View, tid: str, f: Mapping[str, str], name: str, now: float
-) -> dict[str, Any]:
+async def _row(view: View, tid: str, f: Mapping[str, str], name: str, now: float) -> dict[str, Any]:
     since = ms(f.get("reopened_at") or f.get("created_at"))
     updated = ms(f.get("updated_at"))
     priority = f.get("priority") or "normal"

@@ -113,8 +113,12 @@ def _composer(
         "templates": _templates(view, ch, acct),
         "canned": canned,
         "prefill": next((c["text"] for c in canned if c["key"] == asked), ""),
-        "via": view.t("reply.via", channel=view.label("channel", ch), account=acct,
-                      to=str(ticket.get("reply_to", ""))),  # fmt: skip
+        "via": view.t(
+            "reply.via",
+            channel=view.label("channel", ch),
+            account=acct,
+            to=str(ticket.get("reply_to", "")),
+        ),
         "reply_sent": (view.flash or {}).get("code") == "reply_sent",
     }
 

@@ -72,7 +72,7 @@
 
   var TYPES = ["message.received", "reply.queued", "reply.state", "reply.status", "ticket.claimed",
     "ticket.assigned", "ticket.released", "ticket.note", "ticket.status", "ticket.transferred",
-    "ticket.priority", "ticket.category", "ticket.viewing", "queue.waiting", "agent.presence", "message"];
+    "ticket.priority", "ticket.category", "ticket.merged", "ticket.viewing", "queue.waiting", "agent.presence", "message"];
 
   function startEvents(onEvent) {
     if (!window.EventSource || !live) { return; }
