@@ -72,6 +72,7 @@ class RedisStore:
                     route.category,
                     route.priority,
                     route.ticket_n,
+                    msg.meta.get("reply_context", ""),
                 ],
                 client=pipe,
             )

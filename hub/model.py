@@ -135,6 +135,11 @@ class OutboundReply:
     template: Template | None = None
     attempt: int = 1
     status_callback_url: str = ""
+    ticket_number: str = ""
+    automatic: bool = False  # the hub's own acknowledgement (e-mail marks it Auto-Submitted)
+    # What the channel said about the thread when the citizen last wrote (the e-mail's
+    # Message-ID, References and Subject, say), so a reply threads in the citizen's client.
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,3 +151,6 @@ class DeliveryResult:
     state: DeliveryState = DeliveryState.SENT
     error_code: str = ""
     error_message: str = ""
+    # Ids a later inbound message may quote to name this reply's thread (an e-mail's
+    # Message-ID): the hub maps them to the ticket.
+    thread_hints: tuple[str, ...] = ()

@@ -6,6 +6,7 @@ ticket, because that is where the citizen is listening and where the provider's 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -115,6 +116,8 @@ class ReplyService:
             "to": fields.get("reply_to", ""),
             "kind": kind,
             "ticket_id": tid,
+            "ticket_number": fields.get("number", ""),
+            "context": json.loads(fields.get("reply_context") or "{}"),
         }
         if template:
             values = {"ticket_number": fields.get("number", ""), **(variables or {})}

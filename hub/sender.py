@@ -187,6 +187,9 @@ class Sender:
             template=Template(**tpl) if tpl else None,
             attempt=claim.attempts,
             status_callback_url=f"{self.public_url}/webhooks/{ch.name}/{ch.account}/status",
+            ticket_number=rec.get("ticket_number", ""),
+            automatic=rec.get("kind") == "auto",
+            context=rec.get("context") or {},
         )
         try:
             result = await ch.send(reply)
@@ -195,6 +198,8 @@ class Sender:
             return
         if result.accepted:
             await self.store.map_provider_id(ch.name, result.provider_id, cid, rid)
+            if result.thread_hints and reply.ticket_id:
+                await self.store.remember_threads((h, reply.ticket_id) for h in result.thread_hints)
             await self.store.set_reply_state(
                 cid, rid, result.state, provider_id=result.provider_id, force=True
             )

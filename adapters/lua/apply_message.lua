@@ -3,7 +3,8 @@
 -- ARGV: 1 message id, 2 dedupe key, 3 message json, 4 received_at ms, 5 reopen window ms,
 --       6 channel, 7 account, 8 reply address, 9 display name, 10 sender identity, 11 unit,
 --       12 category, 13 priority (11-13 are used only when the message opens a ticket),
---       14 a ticket n a thread hint points to ('' for none): used while it can take messages
+--       14 a ticket n a thread hint points to ('' for none): used while it can take messages,
+--       15 the channel's reply context (JSON, '' for none): what a reply needs to thread
 -- ARGV[10] may be '': the sender is another contact's identity (a thread hint brought the
 -- message here), so it is not added to this contact's identities.
 -- Returns {outcome, message id, ticket n, ticket number or '', ack reply id or ''}
@@ -60,7 +61,7 @@ redis.call('HSET', mk, 'json', ARGV[3], 'ticket', n, 'dir', 'in', 'at', now, 'ou
 redis.call('RPUSH', tk .. ':log', ARGV[1])
 redis.call('HSET', seen, ARGV[2], ARGV[1])
 redis.call('HSET', tk, 'updated_at', now, 'last_inbound_at', now, 'reply_channel', ARGV[6],
-  'reply_account', ARGV[7], 'reply_to', ARGV[8])
+  'reply_account', ARGV[7], 'reply_to', ARGV[8], 'reply_context', ARGV[15])
 redis.call('HINCRBY', tk, 'msg_count', 1)
 redis.call('HSET', base, 'last_seen_at', now)
 if ARGV[9] ~= '' then redis.call('HSET', base, 'name', ARGV[9]) end
