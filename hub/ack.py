@@ -33,6 +33,9 @@ class Acknowledger:
     async def ensure(self, applied: Applied, msg: Message, number: str) -> None:
         if not self.settings.enabled or not applied.opened_ticket:
             return
+        if msg.meta.get("no_autoreply"):  # RFC 3834: auto-submitted, lists, daemons
+            log.info("ack.suppressed", ticket_id=applied.ticket_id, reason=msg.meta["no_autoreply"])
+            return
         try:
             await self.replies.create(
                 applied.ticket_id,

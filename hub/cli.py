@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from hub import logging as hub_logging
+from hub.runtime import ROLES
 from hub.settings import ConfigError, Settings, load_settings
 
 DEFAULT_CONFIG = "config/hub.toml"
@@ -30,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--role",
         action="append",
-        choices=["web", "dispatcher", "sender"],
+        choices=["web", "dispatcher", "sender", "intake"],
         help="run only these roles (repeatable); default: all",
     )
     run.add_argument("--demo", action="store_true", help="fake Twilio, simulated citizens")
@@ -213,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = sum(1 for c in codes if c == 200)
         print(f"posted {len(codes)} signed webhooks to {url}: {ok} accepted")
         return 0 if ok == len(codes) else 1
-    roles = frozenset(args.role) if args.role else frozenset({"web", "dispatcher", "sender"})
+    roles = frozenset(args.role) if args.role else ROLES
     Path(settings.hub.data_dir).mkdir(parents=True, exist_ok=True)
     _run_loop(serve(settings, roles, args.demo))
     return 0

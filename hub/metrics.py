@@ -51,6 +51,12 @@ class HubMetrics:
             registry=r,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
         )
+        self.intake_unreachable = Counter(
+            "hub_intake_unreachable_total",
+            "Times a pulled source (a mailbox) could not be reached",
+            ["poller"],
+            registry=r,
+        )
         # Gauges below are read from Redis when /metrics is scraped.
         self.stream_length = Gauge(
             "hub_stream_length", "Entries in a stream", ["stream"], registry=r

@@ -19,8 +19,11 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 
 from adapters import keys
+from adapters.blob_store import FileBlobStore
 from adapters.redis_bus import InboundPublisher, Outbox, StreamGroup
 from adapters.redis_events import RedisEvents
+from adapters.redis_lease import RedisLease
+from adapters.redis_mail_state import RedisMailState
 from adapters.redis_ops import RedisOps
 from adapters.redis_queue import RedisQueue
 from adapters.redis_search import RedisSearchIndex
@@ -34,7 +37,9 @@ from hub.channelset import ChannelSet, TemplateSpec
 from hub.clock import Clock, SystemClock
 from hub.dispatcher import Dispatcher, DispatchOptions
 from hub.ids import new_id
+from hub.intake import IntakeRunner
 from hub.live import LiveFeed
+from hub.mail_intake import ImapPoller, MailIntake
 from hub.metrics import HubMetrics
 from hub.queue import QueueService
 from hub.replies import ReplyService
@@ -45,7 +50,7 @@ from hub.settings import Settings
 from hub.ticket_actions import TicketActions
 
 log = structlog.get_logger("hub.runtime")
-ROLES = frozenset({"web", "dispatcher", "sender"})
+ROLES = frozenset({"web", "dispatcher", "sender", "intake"})
 
 
 def build_channels(settings: Settings) -> ChannelSet:
@@ -68,6 +73,14 @@ def build_channels(settings: Settings) -> ChannelSet:
                 for tname, t in acct.templates.items()
             }
             cs.add(ch, templates, acct.ack_language, acct.unit)
+    mail = settings.channels.email
+    if mail.enabled:
+        for name, macct in mail.accounts.items():
+            email_cls = load_channel_class("email:smtp")
+            ch = email_cls(  # type: ignore[call-arg]
+                account=name, settings=macct, send_timeout_s=settings.outbox.send_timeout_s
+            )
+            cs.add(ch, {}, macct.ack_language, macct.unit)
     return cs
 
 
@@ -126,6 +139,7 @@ class Hub:
             self.redis = Redis.from_pool(pool)  # owns the pool: aclose() closes it
         self.store = RedisStore(self.redis, s.hub.ticket_prefix, self.clock)
         self.search: SearchPort = RedisSearchIndex(self.redis)
+        self.blobs = FileBlobStore(s.hub.data_dir / "blobs")
         self.publisher = InboundPublisher(self.redis, s.redis.inbound_shards)
         self.outbox = Outbox(self.redis)
         self.ops = RedisOps(self.redis)
@@ -180,6 +194,21 @@ class Hub:
                 self.events,
             )
             self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
+        self.intake: IntakeRunner | None = None
+        if "intake" in self.roles and s.channels.email.enabled and s.channels.email.accounts:
+            state = RedisMailState(self.redis)
+            pollers = [
+                ImapPoller(
+                    MailIntake(name, acct, self.publisher, self.blobs, self.statuses,
+                               self.clock, self.metrics),
+                    acct, state, self.metrics,
+                )
+                for name, acct in s.channels.email.accounts.items()
+            ]  # fmt: skip
+            self.intake = IntakeRunner(
+                pollers, lambda n: RedisLease(self.redis, f"intake:{n}"), self.owner
+            )
+            self._tasks.append(asyncio.create_task(self.intake.run(), name="intake"))
         log.info(
             "hub.started",
             roles=sorted(self.roles),
@@ -209,7 +238,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Graceful: workers finish what they started; the rest stays pending for others."""
-        for w in (self.dispatcher, self.sender):
+        for w in (self.dispatcher, self.sender, self.intake):
             if w is not None:
                 w.stop()
         if self._tasks:

@@ -177,8 +177,40 @@ class WhatsAppChannel(_Section):
     accounts: dict[AccountName, TwilioWhatsAppAccount] = Field(default_factory=dict)
 
 
+class EmailAccount(_Section):
+    """One mailbox (ppid@kemnaker.go.id): IMAP in, SMTP out."""
+
+    address: str = Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    display_name: str = "Kemnaker"
+    unit: str = "general"
+    ack_language: Literal["id", "en"] | None = None
+    imap_host: str
+    imap_port: int = Field(993, ge=1, le=65535)
+    imap_security: Literal["tls", "plain"] = "tls"
+    imap_username: str
+    imap_password: SecretStr
+    imap_mailbox: str = "INBOX"
+    imap_idle: bool = True
+    imap_idle_renew_seconds: float = Field(1200.0, gt=0, lt=29 * 60)
+    imap_poll_seconds: float = Field(60.0, gt=0)
+    imap_import_existing: bool = True
+    smtp_host: str
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout_seconds: float = Field(30.0, gt=0)
+    max_attachment_bytes: int = Field(10 * 1024 * 1024, ge=0)
+
+
+class EmailChannel(_Section):
+    enabled: bool = True
+    accounts: dict[AccountName, EmailAccount] = Field(default_factory=dict)
+
+
 class ChannelsSection(_Section):
     whatsapp: WhatsAppChannel = Field(default_factory=WhatsAppChannel)  # type: ignore[arg-type]
+    email: EmailChannel = Field(default_factory=EmailChannel)
 
 
 class DemoUser(_Section):
@@ -296,6 +328,8 @@ class Settings(_Section):
         where = [(f"routing[{i}].unit", r.unit) for i, r in enumerate(self.routing)]
         for name, acct in self.channels.whatsapp.accounts.items():
             where.append((f"channels.whatsapp.accounts.{name}.unit", acct.unit))
+        for name, mail in self.channels.email.accounts.items():
+            where.append((f"channels.email.accounts.{name}.unit", mail.unit))
         for i, t in enumerate(self.api.tokens):
             where += [(f"api.tokens[{i}].units", u) for u in t.units]
         for key, unit in where:

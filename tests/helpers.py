@@ -128,7 +128,7 @@ class HubHarness:
 
     async def start(self, workers: bool = False) -> None:
         if workers:
-            self.hub.roles = frozenset({"web", "dispatcher", "sender"})
+            self.hub.roles = frozenset({"web", "dispatcher", "sender", "intake"})
         await self.hub.start()
         self._runner = web.AppRunner(build_app(self.hub), access_log=None)
         await self._runner.setup()
