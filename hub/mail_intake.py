@@ -18,11 +18,12 @@ from adapters.blob_store import FileBlobStore
 from channels.base import PayloadError
 from channels.email.imap import ImapAccount, ImapIntake, MailboxState
 from channels.email.parse import parse_mail
+from channels.email.smtp_in import IntakeHandler, SmtpIntake
 from hub.clock import Clock
 from hub.metrics import HubMetrics
 from hub.ports import Publisher
 from hub.sender import StatusService
-from hub.settings import EmailAccount
+from hub.settings import EmailAccount, SmtpIntakeSection
 
 log = structlog.get_logger("hub.mail")
 
@@ -74,6 +75,35 @@ class MailIntake:
         self.metrics.inbound.labels("email", self.account).inc()
         log.info("message.received", channel="email", account=self.account, uid=uid,
                  message_id=msg.id, entry=entry)  # fmt: skip
+
+
+class SmtpListener:
+    """The direct SMTP intake: one listening server for every ``intake = "smtp"`` account;
+    it answers 250 only after the mail is on the inbound stream (451 otherwise)."""
+
+    def __init__(self, intakes: dict[str, MailIntake], settings: SmtpIntakeSection) -> None:
+        self.intakes = intakes
+        self.settings = settings
+        handler = IntakeHandler(
+            {i.settings.address: name for name, i in intakes.items()},
+            self._deliver,
+            settings.max_message_bytes,
+        )
+        self.server = SmtpIntake(
+            handler, settings.listen_host, settings.listen_port,
+            server_hostname=settings.server_hostname or None,
+        )  # fmt: skip
+
+    async def _deliver(self, raw: bytes, account: str) -> None:
+        await self.intakes[account].on_message(raw)
+
+    async def start(self) -> None:
+        await self.server.start()
+        log.info("smtp_intake.listening", host=self.settings.listen_host,
+                 port=self.settings.listen_port)  # fmt: skip
+
+    async def stop(self) -> None:
+        await self.server.stop()
 
 
 class ImapPoller:

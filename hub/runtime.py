@@ -39,7 +39,7 @@ from hub.dispatcher import Dispatcher, DispatchOptions
 from hub.ids import new_id
 from hub.intake import IntakeRunner
 from hub.live import LiveFeed
-from hub.mail_intake import ImapPoller, MailIntake
+from hub.mail_intake import ImapPoller, MailIntake, SmtpListener
 from hub.metrics import HubMetrics
 from hub.queue import QueueService
 from hub.replies import ReplyService
@@ -195,26 +195,40 @@ class Hub:
             )
             self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
         self.intake: IntakeRunner | None = None
-        if "intake" in self.roles and s.channels.email.enabled and s.channels.email.accounts:
-            state = RedisMailState(self.redis)
-            pollers = [
-                ImapPoller(
-                    MailIntake(name, acct, self.publisher, self.blobs, self.statuses,
-                               self.clock, self.metrics),
-                    acct, state, self.metrics,
-                )
-                for name, acct in s.channels.email.accounts.items()
-            ]  # fmt: skip
-            self.intake = IntakeRunner(
-                pollers, lambda n: RedisLease(self.redis, f"intake:{n}"), self.owner
-            )
-            self._tasks.append(asyncio.create_task(self.intake.run(), name="intake"))
+        self.smtp_listener: SmtpListener | None = None
+        if "intake" in self.roles and s.channels.email.enabled:
+            await self._start_mail_intake()
         log.info(
             "hub.started",
             roles=sorted(self.roles),
             owner=self.owner,
             embedded_redis=self.embedded is not None,
         )
+
+    async def _start_mail_intake(self) -> None:
+        """IMAP mailboxes are polled under a lease (one process each); the SMTP listener, if
+        enabled, runs in every intake process (put them behind the MTA's relay list)."""
+        mail = self.settings.channels.email
+        intakes = {
+            name: MailIntake(name, acct, self.publisher, self.blobs, self.statuses,
+                             self.clock, self.metrics)
+            for name, acct in mail.accounts.items()
+        }  # fmt: skip
+        state = RedisMailState(self.redis)
+        pollers = [
+            ImapPoller(intakes[name], acct, state, self.metrics)
+            for name, acct in mail.accounts.items()
+            if acct.intake == "imap"
+        ]
+        if pollers:
+            self.intake = IntakeRunner(
+                pollers, lambda n: RedisLease(self.redis, f"intake:{n}"), self.owner
+            )
+            self._tasks.append(asyncio.create_task(self.intake.run(), name="intake"))
+        smtp = {n: i for n, i in intakes.items() if mail.accounts[n].intake == "smtp"}
+        if mail.smtp_intake.enabled and smtp:
+            self.smtp_listener = SmtpListener(smtp, mail.smtp_intake)
+            await self.smtp_listener.start()
 
     async def _keep_queue(self) -> None:
         """Lapsed claims go back to the queue; runs beside the dispatcher."""
@@ -248,6 +262,8 @@ class Hub:
             for t in done | pending:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+        if self.smtp_listener is not None:
+            await self.smtp_listener.stop()
         await self.live.aclose()
         await self.channels.aclose()
         await self.redis.aclose()

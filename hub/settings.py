@@ -184,11 +184,12 @@ class EmailAccount(_Section):
     display_name: str = "Kemnaker"
     unit: str = "general"
     ack_language: Literal["id", "en"] | None = None
-    imap_host: str
+    intake: Literal["imap", "smtp"] = "imap"
+    imap_host: str = ""
     imap_port: int = Field(993, ge=1, le=65535)
     imap_security: Literal["tls", "plain"] = "tls"
-    imap_username: str
-    imap_password: SecretStr
+    imap_username: str = ""
+    imap_password: SecretStr = SecretStr("")
     imap_mailbox: str = "INBOX"
     imap_idle: bool = True
     imap_idle_renew_seconds: float = Field(1200.0, gt=0, lt=29 * 60)
@@ -202,10 +203,28 @@ class EmailAccount(_Section):
     smtp_timeout_seconds: float = Field(30.0, gt=0)
     max_attachment_bytes: int = Field(10 * 1024 * 1024, ge=0)
 
+    @model_validator(mode="after")
+    def _imap_complete(self) -> EmailAccount:
+        if self.intake == "imap" and not (self.imap_host and self.imap_username):
+            raise ValueError("intake = imap needs imap_host and imap_username")
+        return self
+
+
+class SmtpIntakeSection(_Section):
+    """Direct intake: the ministry's MTA forwards mail for the accounts' addresses here,
+    instead of the hub polling IMAP. Bind it to the relay's network only (no AUTH)."""
+
+    enabled: bool = False
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(2525, ge=0, le=65535)
+    max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    server_hostname: str = ""
+
 
 class EmailChannel(_Section):
     enabled: bool = True
     accounts: dict[AccountName, EmailAccount] = Field(default_factory=dict)
+    smtp_intake: SmtpIntakeSection = Field(default_factory=SmtpIntakeSection)  # type: ignore[arg-type]
 
 
 class ChannelsSection(_Section):

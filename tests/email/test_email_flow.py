@@ -171,3 +171,37 @@ async def test_auto_replies_and_lists_get_no_acknowledgement(
         full = await h.ticket(t["id"])
         assert [m for m in full["messages"] if m["direction"] == "out"] == []
     assert out.mails == []
+
+
+async def test_direct_smtp_intake_accepts_only_after_storing(
+    harness_factory: Any, relay: Any
+) -> None:
+    """Mail forwarded to the hub's SMTP listener becomes a ticket; 250 comes after the
+    stream write, and an address the hub does not serve is refused with 550."""
+    import aiosmtplib
+
+    out, smtp_port = relay
+    listen = free_port()
+    account = {
+        "address": "ppid@kemnaker.go.id", "intake": "smtp", "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_port, "smtp_security": "none",
+    }  # fmt: skip
+    h = await harness_factory(
+        workers=True,
+        channels__email__accounts={"ppid": account},
+        channels__email__smtp_intake={"enabled": True, "listen_port": listen},
+    )
+    raw = citizen_mail("Lowongan", "Info lowongan kerja?", "<direct-1@warga.test>")
+    errors, _ = await aiosmtplib.send(
+        raw, sender="siti@warga.test", recipients=["ppid@kemnaker.go.id"],
+        hostname="127.0.0.1", port=listen, start_tls=False,
+    )  # fmt: skip
+    assert errors == {}
+    [ack] = await out.wait_for(1)
+    assert ack["In-Reply-To"] == "<direct-1@warga.test>"
+    assert len(await h.tickets()) == 1
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await aiosmtplib.send(
+            raw, sender="siti@warga.test", recipients=["orang@lain.test"],
+            hostname="127.0.0.1", port=listen, start_tls=False,
+        )  # fmt: skip
