@@ -61,6 +61,7 @@ class WindowRule:
 
     free_text_hours: float
     template_required_outside: bool = True
+    attachments: bool = False  # the channel can send files with a reply
 
 
 @runtime_checkable

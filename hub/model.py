@@ -123,6 +123,13 @@ class Template:
 
 
 @dataclass(frozen=True, slots=True)
+class OutFile:
+    name: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class OutboundReply:
     """What a channel sender needs to deliver one reply; built by the hub from the ticket."""
 
@@ -140,6 +147,7 @@ class OutboundReply:
     # What the channel said about the thread when the citizen last wrote (the e-mail's
     # Message-ID, References and Subject, say), so a reply threads in the citizen's client.
     context: dict[str, Any] = field(default_factory=dict)
+    files: tuple[OutFile, ...] = ()  # attachments, read from the blob store by the sender
 
 
 @dataclass(frozen=True, slots=True)

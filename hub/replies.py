@@ -96,6 +96,7 @@ class ReplyService:
         author: str,
         kind: str = "agent",
         reply_id: str | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> QueuedReply:
         fields = await self.store.get_ticket_fields(tid)
         if not fields:
@@ -146,6 +147,14 @@ class ReplyService:
                     templates=sorted(self.channels.templates.get((channel, account), {})),
                 )
             record["text"] = text
+        if attachments:
+            if not ch.window.attachments:
+                raise ReplyRefused(
+                    "attachments_unsupported",
+                    f"replies on {channel} cannot carry files here",
+                    status=422,
+                )
+            record["attachments"] = attachments
         rid = reply_id or new_id(int(self.clock.now() * 1000))
         created, state = await self.store.add_reply(tid, rid, record, kind, author)
         if created < 0:

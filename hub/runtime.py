@@ -192,6 +192,7 @@ class Hub:
                 s.hub.public_url,
                 self.metrics,
                 self.events,
+                self.blobs,
             )
             self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
         self.intake: IntakeRunner | None = None

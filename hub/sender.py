@@ -23,8 +23,8 @@ import structlog
 from channels.base import TransientSendError
 from hub.channelset import ChannelSet
 from hub.metrics import HubMetrics
-from hub.model import DeliveryState, OutboundReply, StatusUpdate, Template
-from hub.ports import EventBus, Group, OutboxQueue, StreamEntry, TicketStore
+from hub.model import DeliveryState, OutboundReply, OutFile, StatusUpdate, Template
+from hub.ports import BlobReader, EventBus, Group, OutboxQueue, StreamEntry, TicketStore
 from hub.settings import OutboxSection
 
 log = structlog.get_logger("hub.sender")
@@ -79,8 +79,10 @@ class Sender:
         public_url: str,
         metrics: HubMetrics,
         events: EventBus | None = None,
+        blobs: BlobReader | None = None,
     ) -> None:
         self.events = events
+        self.blobs = blobs
         self.store = store
         self.outbox = outbox
         self.groups = groups
@@ -190,6 +192,7 @@ class Sender:
             ticket_number=rec.get("ticket_number", ""),
             automatic=rec.get("kind") == "auto",
             context=rec.get("context") or {},
+            files=await self._files(rec),
         )
         try:
             result = await ch.send(reply)
@@ -220,6 +223,16 @@ class Sender:
             self.metrics.sends.labels(channel, "failed").inc()
             bound.warning("reply.failed", error_code=result.error_code)
         await group.ack([e.id])
+
+    async def _files(self, rec: dict[str, Any]) -> tuple[OutFile, ...]:
+        if not rec.get("attachments") or self.blobs is None:
+            return ()
+        return tuple(
+            [
+                OutFile(a["name"], a["content_type"], await self.blobs.get(a["ref"]))
+                for a in rec["attachments"]
+            ]
+        )
 
     async def _retry_or_dead(
         self,

@@ -125,6 +125,7 @@ class TicketActions:
         text: str = "",
         template: str = "",
         variables: dict[str, str] | None = None,
+        attachments: list[dict[str, Any]] | None = None,
     ) -> QueuedReply:
         fields = await self.visible(who, tid)
         if who.role == "agent":  # people reply on tickets they hold; machines and supervisors may
@@ -133,8 +134,9 @@ class TicketActions:
             except QueueError as exc:
                 raise ActionError(exc.code, str(exc), exc.status) from None
         q = await self.replies.create(
-            tid, text=text, template=template, variables=variables, author=who.name
-        )
+            tid, text=text, template=template, variables=variables, author=who.name,
+            attachments=attachments,
+        )  # fmt: skip
         await self.events.publish(
             {"type": "reply.queued", "ticket_id": tid, "reply_id": q.reply_id, "by": who.name}
         )

@@ -227,3 +227,21 @@ async def test_reply_to_closed_ticket_is_refused(harness: HubHarness) -> None:
         "POST", f"/api/v1/tickets/{t['id']}/replies", json={"text": "Halo"}
     )
     assert (status, body["error"]) == (409, "ticket_closed")
+
+
+async def test_whatsapp_replies_refuse_files_for_now(harness: HubHarness) -> None:
+    """A channel that cannot carry files says so instead of dropping them."""
+    t = await _ticket_with_citizen(harness)
+    status, up = await harness.api(
+        "POST", "/api/v1/attachments", params={"name": "a.txt"}, data=b"x",
+        headers={"Content-Type": "text/plain"},
+    )  # fmt: skip
+    assert status == 201
+    status, body = await harness.api(
+        "POST", f"/api/v1/tickets/{t['id']}/replies",
+        json={"text": "file", "attachments": [{"ref": up["ref"], "name": "a.txt"}]},
+    )  # fmt: skip
+    assert (status, body["error"]) == (422, "attachments_unsupported")
+    status, body = await harness.api("POST", "/api/v1/attachments", params={"name": "../x"},
+                                     data=b"x")  # fmt: skip
+    assert status == 400

@@ -12,7 +12,7 @@ from channels.email import compose, smtp_out
 from hub.model import DeliveryResult, OutboundReply, StatusUpdate
 from hub.settings import EmailAccount
 
-NO_WINDOW = WindowRule(free_text_hours=10**6, template_required_outside=False)
+NO_WINDOW = WindowRule(free_text_hours=10**6, template_required_outside=False, attachments=True)
 
 
 class EmailChannel:
@@ -58,6 +58,9 @@ class EmailChannel:
             parent_in_reply_to=str(ctx.get("in_reply_to", "")),
             automatic=reply.automatic,
             message_id=compose.reply_message_id(reply.reply_id, self.domain),
+            attachments=[
+                compose.OutAttachment(f.name, f.content_type, f.data) for f in reply.files
+            ],
         )
         result = await smtp_out.send(mail.message, self.server)
         if not result.accepted:

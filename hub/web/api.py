@@ -26,11 +26,21 @@ TICKET_STATUSES = ("open", "resolved", "closed")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class AttachmentRef(BaseModel):
+    """A file uploaded with POST /api/v1/attachments, to send with a reply."""
+
+    model_config = ConfigDict(extra="forbid")
+    ref: str = Field(pattern=r"^sha256:[0-9a-f]{64}$")
+    name: str = Field(min_length=1, max_length=200)
+    content_type: str = Field("application/octet-stream", max_length=100)
+
+
 class ReplyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field("", max_length=4096)
     template: str = Field("", max_length=64)
     variables: dict[str, str] = Field(default_factory=dict)
+    attachments: list[AttachmentRef] = Field(default_factory=list, max_length=10)
 
     @model_validator(mode="after")
     def _one_of(self) -> ReplyIn:
@@ -157,8 +167,9 @@ async def post_reply(request: web.Request) -> web.Response:
     tid = await ticket_id(request)
     body: ReplyIn = await json_body(request, ReplyIn)
     q = await hub.actions.reply(
-        request[PRINCIPAL], tid, text=body.text, template=body.template, variables=body.variables
-    )
+        request[PRINCIPAL], tid, text=body.text, template=body.template,
+        variables=body.variables, attachments=[a.model_dump() for a in body.attachments],
+    )  # fmt: skip
     return web.json_response(
         {
             "reply_id": q.reply_id,
@@ -230,8 +241,33 @@ async def replay_dead_letter(request: web.Request) -> web.Response:
     return web.json_response({"stream": body.stream, "replayed": body.id, "entry": new_id})
 
 
+@json_errors
+async def upload_attachment(request: web.Request) -> web.Response:
+    """The body is the file itself (its Content-Type); ``?name=`` names it."""
+    hub = request.app[HUB]
+    name = request.query.get("name", "").strip()
+    if not name or len(name) > 200 or "/" in name or "\\" in name:
+        return error(400, "invalid_parameter", "name= is required (a file name, no path)")
+    limit = hub.blobs.max_bytes
+    if (request.content_length or 0) > limit:
+        return error(413, "payload_too_large", f"files above {limit} bytes are refused")
+    data = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        data += chunk
+        if len(data) > limit:
+            return error(413, "payload_too_large", f"files above {limit} bytes are refused")
+    if not data:
+        return error(400, "empty_file", "the body is empty")
+    ref = await hub.blobs.put(bytes(data))
+    return web.json_response(
+        {"ref": ref, "name": name, "content_type": request.content_type, "size": len(data)},
+        status=201,
+    )
+
+
 def setup(app: web.Application) -> None:
     r = app.router
+    r.add_post("/api/v1/attachments", upload_attachment)
     r.add_get("/api/v1/tickets", list_tickets)
     r.add_get("/api/v1/tickets/{ticket}", get_ticket)
     r.add_post("/api/v1/tickets/{ticket}/replies", post_reply)

@@ -191,6 +191,25 @@ def console_paths() -> dict[str, Any]:
                 "Undo a contact merge (audited)", "contacts", MergeContactIn, params=[CONTACT_PARAM]
             )
         },
+        "/api/v1/attachments": {
+            "post": {
+                "summary": "Upload a file to send with a reply (the body is the file)",
+                "tags": ["tickets"],
+                "parameters": [
+                    {
+                        "name": "name",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "responses": {"201": _resp("Stored", {"type": "object"}), **_errors(400, 401, 413)},
+            }
+        },
         "/api/v1/presence": {
             "post": _op(
                 "Set my presence (online, away, offline)", "queue", PresenceIn, errors=(400, 401)

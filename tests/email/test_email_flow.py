@@ -205,3 +205,30 @@ async def test_direct_smtp_intake_accepts_only_after_storing(
             raw, sender="siti@warga.test", recipients=["orang@lain.test"],
             hostname="127.0.0.1", port=listen, start_tls=False,
         )  # fmt: skip
+
+
+async def test_agent_reply_carries_an_uploaded_file(
+    mail_hub: tuple[HubHarness, Outbox], append: Appender, mailbox: str
+) -> None:
+    """A file uploaded to the hub goes out attached to the e-mail reply."""
+    h, out = mail_hub
+    await append(mailbox, citizen_mail("Formulir", "Mohon formulirnya.", "<f1@warga.test>"))
+    await out.wait_for(1)
+    [t] = await h.tickets()
+    pdf = b"%PDF-1.4 formulir pengaduan"
+    status, up = await h.api(
+        "POST", "/api/v1/attachments", params={"name": "formulir.pdf"}, data=pdf,
+        headers={"Content-Type": "application/pdf"},
+    )  # fmt: skip
+    assert status == 201, up
+    status, body = await h.api(
+        "POST", f"/api/v1/tickets/{t['id']}/replies",
+        json={"text": "Terlampir formulirnya.",
+              "attachments": [{"ref": up["ref"], "name": "formulir.pdf",
+                               "content_type": "application/pdf"}]},
+    )  # fmt: skip
+    assert status == 202, body
+    mails = await out.wait_for(2)
+    [part] = list(mails[1].iter_attachments())
+    assert part.get_filename() == "formulir.pdf"
+    assert part.get_content() == pdf
