@@ -218,6 +218,8 @@ ID: dict[str, str] = {
     # flashes and errors
     "flash.dismiss": "Tutup pesan",
     "flash.reply_sent": "Balasan masuk antrean pengiriman.",
+    "reply.attach": "Lampiran (opsional)",
+    "err.file_too_large": "Berkas {name} terlalu besar.",
     "flash.note_saved": "Catatan internal disimpan.",
     "flash.status_open": "Tiket dibuka kembali.",
     "flash.status_resolved": "Tiket ditandai selesai.",
@@ -467,6 +469,8 @@ EN: dict[str, str] = {
     "search.basic": "basic search: ticket numbers, citizen names and filters",
     "flash.dismiss": "Dismiss",
     "flash.reply_sent": "Reply queued for sending.",
+    "reply.attach": "Attachments (optional)",
+    "err.file_too_large": "File {name} is too large.",
     "flash.note_saved": "Internal note saved.",
     "flash.status_open": "Ticket reopened.",
     "flash.status_resolved": "Ticket marked resolved.",

@@ -232,3 +232,33 @@ async def test_agent_reply_carries_an_uploaded_file(
     [part] = list(mails[1].iter_attachments())
     assert part.get_filename() == "formulir.pdf"
     assert part.get_content() == pdf
+
+
+async def test_console_composer_attaches_files_to_email_replies(
+    mail_hub: tuple[HubHarness, Outbox], append: Appender, mailbox: str
+) -> None:
+    """On an e-mail ticket the console's composer takes files and sends them attached."""
+    import aiohttp
+
+    h, out = mail_hub
+    await h.hub.auth.create_user("ani", "kata-sandi-rahasia-1", "agent", ["general"])
+    await append(mailbox, citizen_mail("Dokumen", "Butuh formulir.", "<d1@warga.test>"))
+    await out.wait_for(1)
+    [t] = await h.tickets()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.post(
+            h.base + "/api/v1/session", json={"username": "ani", "password": "kata-sandi-rahasia-1"}
+        ) as r:
+            csrf = (await r.json())["csrf_token"]  # fmt: skip
+        async with s.get(f"{h.base}/console/tickets/{t['number']}") as r:
+            assert 'type="file"' in await r.text()
+        form = aiohttp.FormData()
+        form.add_field("csrf_token", csrf)
+        form.add_field("text", "Terlampir.")
+        form.add_field("files", b"isi formulir", filename="formulir.txt",
+                       content_type="text/plain")  # fmt: skip
+        async with s.post(f"{h.base}/console/tickets/{t['number']}/reply", data=form) as r:
+            assert r.status == 200  # redirected back to the ticket
+    mails = await out.wait_for(2)
+    [part] = list(mails[1].iter_attachments())
+    assert (part.get_filename(), part.get_content()) == ("formulir.txt", "isi formulir")

@@ -110,6 +110,7 @@ def _composer(
     asked = view.request.query.get("canned", "")
     return {
         "mode": "closed_ticket" if closed else "template" if needs_template else "text",
+        "can_attach": channel is not None and channel.window.attachments,
         "templates": _templates(view, ch, acct),
         "canned": canned,
         "prefill": next((c["text"] for c in canned if c["key"] == asked), ""),

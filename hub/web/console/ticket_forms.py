@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
 from hub.queue import PRIORITY_RANK, QueueError
@@ -71,8 +72,24 @@ async def _reply(view: View, tid: str, fields: dict[str, str], form: MultiDictPr
     else:
         if not text.strip():
             raise Refused(view.t("err.empty_reply"))
-        await view.hub.actions.reply(view.me, tid, text=text)
+        files = await _store_files(view, form)
+        await view.hub.actions.reply(view.me, tid, text=text, attachments=files)
     return "reply_sent"
+
+
+async def _store_files(view: View, form: MultiDictProxy[Any]) -> list[dict[str, Any]]:
+    """Files chosen in the composer, put in the blob store, as reply attachments."""
+    out: list[dict[str, Any]] = []
+    for f in form.getall("files", []):
+        if not isinstance(f, FileField) or not f.filename:
+            continue
+        data = f.file.read(view.hub.blobs.max_bytes + 1)
+        if len(data) > view.hub.blobs.max_bytes:
+            raise Refused(view.t("err.file_too_large", name=f.filename))
+        ref = await view.hub.blobs.put(data)
+        name = f.filename.replace("/", "_").replace("\\", "_")[:200]
+        out.append({"ref": ref, "name": name, "content_type": f.content_type})
+    return out
 
 
 async def _note(view: View, tid: str, fields: dict[str, str], form: MultiDictProxy[Any]) -> str:
