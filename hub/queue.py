@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 
 from hub.accounts import Principal, User
+from hub.errors import Refusal
 from hub.ports import EventBus, QueueStore, TicketStore
 from hub.settings import Settings
 
@@ -29,11 +30,8 @@ def queue_score(priority: str, since_ms: int) -> int:
     return PRIORITY_RANK.get(priority, 2) * 10**13 + since_ms
 
 
-class QueueError(Exception):
-    def __init__(self, code: str, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
+class QueueError(Refusal):
+    """A claim or transfer that cannot happen (someone else holds it, unknown unit, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

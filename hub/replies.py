@@ -14,20 +14,15 @@ import structlog
 
 from hub.channelset import ChannelSet
 from hub.clock import Clock
+from hub.errors import Refusal
 from hub.ids import new_id
 from hub.ports import OutboxQueue, TicketStore, split_ticket_id
 
 log = structlog.get_logger("hub.replies")
 
 
-class ReplyRefused(Exception):
-    """The reply cannot be sent as asked; ``code`` is machine-readable, the text is for agents."""
-
-    def __init__(self, code: str, message: str, status: int = 409, **details: Any) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
-        self.details = details
+class ReplyRefused(Refusal):
+    """The reply cannot be sent as asked (window closed, unknown template, ...)."""
 
 
 @dataclass(frozen=True, slots=True)

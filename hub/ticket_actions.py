@@ -10,6 +10,7 @@ import structlog
 
 from hub.accounts import Principal
 from hub.channelset import ChannelSet
+from hub.errors import Refusal
 from hub.ports import EventBus, TicketStore, split_ticket_id
 from hub.queue import PRIORITY_RANK, QueueError, QueueService, queue_score
 from hub.replies import QueuedReply, ReplyService
@@ -19,11 +20,8 @@ log = structlog.get_logger("hub.actions")
 STATUSES = ("open", "resolved", "closed")
 
 
-class ActionError(Exception):
-    def __init__(self, code: str, message: str, status: int = 409) -> None:
-        super().__init__(message)
-        self.code = code
-        self.status = status
+class ActionError(Refusal):
+    """A ticket action refused (not visible, closed, bad value, ...)."""
 
 
 class TicketActions:

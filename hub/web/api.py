@@ -15,9 +15,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from hub.queue import QueueError
-from hub.replies import ReplyRefused
-from hub.ticket_actions import ActionError
+from hub.errors import Refusal
 from hub.web.auth import PRINCIPAL, require
 from hub.web.common import HUB, error
 
@@ -76,10 +74,8 @@ def json_errors(handler: Handler) -> Handler:
             return await handler(request)
         except Bad as bad:
             return bad.response
-        except ReplyRefused as exc:
+        except Refusal as exc:
             return error(exc.status, exc.code, str(exc), **exc.details)
-        except (ActionError, QueueError) as exc:
-            return error(exc.status, exc.code, str(exc))
 
     return wrapped
 

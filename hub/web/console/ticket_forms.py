@@ -10,9 +10,8 @@ from aiohttp import web
 from aiohttp.web_request import FileField
 from multidict import MultiDictProxy
 
-from hub.queue import PRIORITY_RANK, QueueError
-from hub.replies import ReplyRefused
-from hub.ticket_actions import ActionError
+from hub.errors import Refusal
+from hub.queue import PRIORITY_RANK
 from hub.web.console.fmt import form_text, ref, ticket_path
 from hub.web.console.merge_forms import merge_contact, merge_ticket, unmerge_contact
 from hub.web.console.view import Refused, View
@@ -51,7 +50,7 @@ def ticket_action(action: Action) -> Handler:
             done = await action(view, tid, fields, form)
         except Refused as exc:
             return view.redirect(back, str(exc), "error", exc.code)
-        except (ReplyRefused, ActionError, QueueError) as exc:
+        except Refusal as exc:
             return view.redirect(back, view.error_text(exc.code, str(exc)), "error", exc.code)
         flash = view.t(f"flash.{done}", number=ref(fields, tid))
         return view.redirect(await _landing(view, tid, done, back), flash, "ok", done)
