@@ -15,6 +15,7 @@ from channels.base import Channel
 REGISTRY: dict[str, str] = {
     "whatsapp:twilio": "channels.whatsapp_twilio:TwilioWhatsApp",
     "email:smtp": "channels.email.channel:EmailChannel",
+    "portal:bantuan": "channels.portal.channel:PortalChannel",
 }
 
 

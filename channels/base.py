@@ -19,7 +19,10 @@ class ChannelError(Exception):
 
 
 class SignatureError(ChannelError):
-    """The request is not from the provider (forged, missing or stale signature)."""
+    """The request is not from the provider (forged, missing or stale signature). ``status``
+    is the HTTP answer: 403, or 401 where a protocol says so (a stale timestamp)."""
+
+    status = 403
 
 
 class PayloadError(ChannelError):

@@ -25,19 +25,21 @@ from adapters.redis_events import RedisEvents
 from adapters.redis_lease import RedisLease
 from adapters.redis_mail_state import RedisMailState
 from adapters.redis_ops import RedisOps
+from adapters.redis_portal_cursor import RedisPortalCursor
 from adapters.redis_queue import RedisQueue
 from adapters.redis_search import RedisSearchIndex
 from adapters.redis_server import EmbeddedRedis
 from adapters.redis_store import RedisStore
 from adapters.redis_users import RedisUsers
 from channels import load_channel_class
+from channels.portal.poller import PortalPoller
 from hub.ack import Acknowledger
 from hub.auth import AuthService
 from hub.channelset import ChannelSet, TemplateSpec
 from hub.clock import Clock, SystemClock
 from hub.dispatcher import Dispatcher, DispatchOptions
 from hub.ids import new_id
-from hub.intake import IntakeRunner
+from hub.intake import IntakeRunner, Poller
 from hub.live import LiveFeed
 from hub.mail_intake import ImapPoller, MailIntake, SmtpListener
 from hub.metrics import HubMetrics
@@ -81,6 +83,14 @@ def build_channels(settings: Settings) -> ChannelSet:
                 account=name, settings=macct, send_timeout_s=settings.outbox.send_timeout_s
             )
             cs.add(ch, {}, macct.ack_language, macct.unit)
+    portal = settings.channels.portal
+    if portal.enabled:
+        for name, pacct in portal.accounts.items():
+            portal_cls = load_channel_class("portal:bantuan")
+            ch = portal_cls(  # type: ignore[call-arg]
+                account=name, settings=pacct, default_region=settings.hub.default_region
+            )
+            cs.add(ch, {}, pacct.ack_language, pacct.unit)
     return cs
 
 
@@ -197,8 +207,8 @@ class Hub:
             self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
         self.intake: IntakeRunner | None = None
         self.smtp_listener: SmtpListener | None = None
-        if "intake" in self.roles and s.channels.email.enabled:
-            await self._start_mail_intake()
+        if "intake" in self.roles:
+            await self._start_intake()
         log.info(
             "hub.started",
             roles=sorted(self.roles),
@@ -206,21 +216,29 @@ class Hub:
             embedded_redis=self.embedded is not None,
         )
 
-    async def _start_mail_intake(self) -> None:
-        """IMAP mailboxes are polled under a lease (one process each); the SMTP listener, if
-        enabled, runs in every intake process (put them behind the MTA's relay list)."""
+    async def _start_intake(self) -> None:
+        """Pulled sources (IMAP mailboxes, the portal's event list) are polled under a lease,
+        one process each; the SMTP listener, if enabled, runs in every intake process (put
+        them behind the MTA's relay list)."""
         mail = self.settings.channels.email
+        if not mail.enabled:
+            mail = mail.model_copy(update={"accounts": {}})
         intakes = {
             name: MailIntake(name, acct, self.publisher, self.blobs, self.statuses,
                              self.clock, self.metrics)
             for name, acct in mail.accounts.items()
         }  # fmt: skip
         state = RedisMailState(self.redis)
-        pollers = [
+        pollers: list[Poller] = [
             ImapPoller(intakes[name], acct, state, self.metrics)
             for name, acct in mail.accounts.items()
             if acct.intake == "imap"
         ]
+        cursors = RedisPortalCursor(self.redis)
+        for name, pacct in self.settings.channels.portal.accounts.items():
+            ch = self.channels.get("portal", name)
+            if pacct.poll and self.settings.channels.portal.enabled and ch is not None:
+                pollers.append(PortalPoller(ch, cursors, self.publisher.publish))  # type: ignore[arg-type]
         if pollers:
             self.intake = IntakeRunner(
                 pollers, lambda n: RedisLease(self.redis, f"intake:{n}"), self.owner

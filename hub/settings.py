@@ -227,9 +227,32 @@ class EmailChannel(_Section):
     smtp_intake: SmtpIntakeSection = Field(default_factory=SmtpIntakeSection)  # type: ignore[arg-type]
 
 
+class PortalAccount(_Section):
+    """bantuan.kemnaker.go.id: signed webhooks in (plus a polling fallback), its API out."""
+
+    api_base_url: str = Field(pattern=r"^https?://")
+    api_token: SecretStr = Field(min_length=8)
+    webhook_secret: SecretStr = Field(min_length=16)
+    nik_hash_key: SecretStr = SecretStr("")  # hub-wide key for NIK matching; "" → webhook_secret
+    replay_window_s: float = Field(300.0, gt=0)
+    poll: bool = Field(False, description="also poll the portal's event list (fallback)")
+    poll_interval_s: float = Field(30.0, gt=0)
+    poll_limit: int = Field(100, ge=1, le=1000)
+    send_timeout_s: float = Field(15.0, gt=0)
+    reply_window_hours: float = Field(720.0, gt=0)
+    unit: str = "general"
+    ack_language: Literal["id", "en"] | None = None
+
+
+class PortalChannelSection(_Section):
+    enabled: bool = True
+    accounts: dict[AccountName, PortalAccount] = Field(default_factory=dict)
+
+
 class ChannelsSection(_Section):
     whatsapp: WhatsAppChannel = Field(default_factory=WhatsAppChannel)  # type: ignore[arg-type]
     email: EmailChannel = Field(default_factory=EmailChannel)
+    portal: PortalChannelSection = Field(default_factory=PortalChannelSection)
 
 
 class DemoUser(_Section):
@@ -349,6 +372,8 @@ class Settings(_Section):
             where.append((f"channels.whatsapp.accounts.{name}.unit", acct.unit))
         for name, mail in self.channels.email.accounts.items():
             where.append((f"channels.email.accounts.{name}.unit", mail.unit))
+        for name, portal in self.channels.portal.accounts.items():
+            where.append((f"channels.portal.accounts.{name}.unit", portal.unit))
         for i, t in enumerate(self.api.tokens):
             where += [(f"api.tokens[{i}].units", u) for u in t.units]
         for key, unit in where:

@@ -12,12 +12,11 @@ import re
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
-
 from channels.base import PayloadError, SignatureError
 from hub.identity import InvalidIdentity, normalize_phone, phone_identity
 from hub.ids import new_id
 from hub.model import Attachment, Message
+from hub.settings import PortalAccount
 
 CHANNEL = "portal"
 EVENTS = frozenset({"request.created", "request.replied"})
@@ -26,28 +25,13 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 MAX_ATTACHMENTS = 20
 
 
-class PortalAccount(BaseModel):
-    """``[channels.portal.accounts.<name>]`` (to move into hub/settings.py as a _Section)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    api_base_url: str = Field(pattern=r"^https?://")
-    api_token: SecretStr = Field(min_length=8)
-    webhook_secret: SecretStr = Field(min_length=16)
-    nik_hash_key: SecretStr = SecretStr("")  # hub-wide key for NIK matching; "" → webhook_secret
-    replay_window_s: float = Field(300.0, gt=0)
-    poll_interval_s: float = Field(30.0, gt=0)
-    poll_limit: int = Field(100, ge=1, le=1000)
-    send_timeout_s: float = Field(15.0, gt=0)
-    reply_window_hours: float = Field(720.0, gt=0)  # free text is always allowed on the portal
-    unit: str = "general"
-    ack_language: str | None = None
-
-
 class StaleSignature(SignatureError):
     """A genuine signature whose timestamp is outside the replay window (answer 401)."""
 
     status = 401
+
+
+__all__ = ["PortalAccount", "StaleSignature"]
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

@@ -272,6 +272,37 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        "/webhooks/portal/{account}": {
+            "post": {
+                "summary": "bantuan.kemnaker.go.id event (request created, citizen replied)",
+                "tags": ["webhooks"],
+                "parameters": [
+                    ACCOUNT_PARAM,
+                    {
+                        "name": "X-Portal-Timestamp",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-Portal-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "sha256=<hex HMAC-SHA256(secret, timestamp + '.' + body)>",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _resp("Stored on the inbound stream", {"type": "object"}),
+                    "401": _resp("Signature outside the replay window", _ERR),
+                    **_errors(400, 403, 404, 413, 503),
+                },
+            }
+        },
         "/api/v1/tickets": {
             "get": {
                 "summary": "List tickets, newest activity first",

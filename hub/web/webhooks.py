@@ -70,7 +70,8 @@ async def _verified(
     except SignatureError as exc:
         hub.metrics.webhook_rejected.labels(channel, "signature").inc()
         log.warning("webhook.forged", reason=str(exc))
-        return error(403, "bad_signature", str(exc))
+        code = "stale_signature" if exc.status == 401 else "bad_signature"
+        return error(exc.status, code, str(exc))
     return ch, req
 
 
@@ -86,16 +87,17 @@ def _unavailable(request: web.Request, channel: str, exc: Exception) -> web.Resp
     return error(503, "store_unavailable", "the hub cannot store this right now; retry")
 
 
-async def whatsapp_inbound(request: web.Request) -> web.StreamResponse:
+async def _accept(request: web.Request, channel: str) -> web.Response | int:
+    """Verify, parse, and put every message on the stream: the count, or the refusal."""
     hub = request.app[HUB]
-    got = await _verified(request, "whatsapp")
+    got = await _verified(request, channel)
     if isinstance(got, web.Response):
         return got
     ch, req = got
     try:
         parsed = ch.parse(req, hub.clock.now())
     except PayloadError as exc:
-        return _malformed(request, "whatsapp", exc)
+        return _malformed(request, channel, exc)
     try:
         for msg in parsed.messages:
             entry = await hub.publisher.publish(msg)
@@ -110,8 +112,22 @@ async def whatsapp_inbound(request: web.Request) -> web.StreamResponse:
         if parsed.statuses:
             await hub.statuses.apply(parsed.statuses)
     except (RedisError, OSError) as exc:
-        return _unavailable(request, "whatsapp", exc)
+        return _unavailable(request, channel, exc)
+    return len(parsed.messages)
+
+
+async def whatsapp_inbound(request: web.Request) -> web.StreamResponse:
+    got = await _accept(request, "whatsapp")
+    if isinstance(got, web.Response):
+        return got
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+
+
+async def portal_inbound(request: web.Request) -> web.StreamResponse:
+    got = await _accept(request, "portal")
+    if isinstance(got, web.Response):
+        return got
+    return web.json_response({"accepted": got})
 
 
 async def whatsapp_status(request: web.Request) -> web.StreamResponse:
@@ -133,3 +149,4 @@ async def whatsapp_status(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     app.router.add_post("/webhooks/whatsapp/{account}", whatsapp_inbound)
     app.router.add_post("/webhooks/whatsapp/{account}/status", whatsapp_status)
+    app.router.add_post("/webhooks/portal/{account}", portal_inbound)
