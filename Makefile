@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml deploy/debian-packages.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit bench setup clean
+.PHONY: run test lint typecheck unit bench screenshots setup clean
 
 $(STAMP): pyproject.toml deploy/debian-packages.txt deploy/install-system-packages.sh
 	bash deploy/install-system-packages.sh
@@ -35,6 +35,9 @@ test: lint typecheck unit
 
 bench: $(STAMP)
 	bench/run
+
+screenshots: $(STAMP)
+	HUB_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/pytest -q tests/browser
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
