@@ -31,8 +31,14 @@ class _Compiled:
 
 
 class Router:
-    def __init__(self, rules: list[RoutingRule], channels: ChannelSet) -> None:
+    def __init__(
+        self,
+        rules: list[RoutingRule],
+        channels: ChannelSet,
+        call_units: dict[str, str] | None = None,
+    ) -> None:
         self.channels = channels
+        self.call_units = call_units or {}
         self._rules = [
             _Compiled(
                 re.compile(
@@ -47,6 +53,15 @@ class Router:
         ]
 
     def route(self, msg: Message) -> Route:
+        if msg.kind == "call" and msg.meta.get("callback") == "1":
+            # an abandoned call: a callback ticket in the call center's queue, ahead of chats
+            unit = self.channels.units.get((msg.channel, msg.account)) or self.call_units.get(
+                msg.account, "general"
+            )
+            return Route(unit, "panggilan balik", "high")
+        return self._route_by_rules(msg)
+
+    def _route_by_rules(self, msg: Message) -> Route:
         text = fold(msg.text)
         category = fold(msg.meta.get("category", ""))
         for c in self._rules:
@@ -54,4 +69,7 @@ class Router:
                 continue
             if (category and category in c.categories) or (c.pattern and c.pattern.search(text)):
                 return Route(c.rule.unit, c.rule.category, c.rule.priority or "normal")
-        return Route(self.channels.units.get((msg.channel, msg.account), "general"))
+        default = self.channels.units.get((msg.channel, msg.account))
+        if default is None and msg.channel == "call":
+            default = self.call_units.get(msg.account)
+        return Route(default or "general")

@@ -23,6 +23,7 @@ from adapters.blob_store import FileBlobStore
 from adapters.redis_bus import InboundPublisher, Outbox, StreamGroup
 from adapters.redis_events import RedisEvents
 from adapters.redis_lease import RedisLease
+from adapters.redis_log_position import RedisLogPosition
 from adapters.redis_mail_state import RedisMailState
 from adapters.redis_ops import RedisOps
 from adapters.redis_portal_cursor import RedisPortalCursor
@@ -35,6 +36,7 @@ from channels import load_channel_class
 from channels.portal.poller import PortalPoller
 from hub.ack import Acknowledger
 from hub.auth import AuthService
+from hub.call_intake import call_tailers
 from hub.channelset import ChannelSet, TemplateSpec
 from hub.clock import Clock, SystemClock
 from hub.dispatcher import Dispatcher, DispatchOptions
@@ -161,7 +163,11 @@ class Hub:
         self.users = RedisUsers(self.redis)
         self.auth = AuthService(s, self.users)
         self.queue = QueueService(s, RedisQueue(self.redis), self.store, self.events, self.users)
-        self.router = Router(s.routing, self.channels)
+        self.router = Router(
+            s.routing,
+            self.channels,
+            {name: a.unit for name, a in s.channels.call.accounts.items()},
+        )
         self.live = LiveFeed(self.events, self.store)
         self.actions = TicketActions(
             s, self.store, self.queue, self.events, self.replies, self.channels
@@ -234,6 +240,13 @@ class Hub:
             for name, acct in mail.accounts.items()
             if acct.intake == "imap"
         ]
+        positions = RedisLogPosition(self.redis)
+        if self.settings.channels.call.enabled:
+            for name, cacct in self.settings.channels.call.accounts.items():
+                pollers += call_tailers(
+                    name, cacct.logs, positions, self.publisher, self.clock, self.metrics,
+                    self.settings.hub.default_region,
+                )  # fmt: skip
         cursors = RedisPortalCursor(self.redis)
         for name, pacct in self.settings.channels.portal.accounts.items():
             ch = self.channels.get("portal", name)

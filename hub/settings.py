@@ -249,10 +249,38 @@ class PortalChannelSection(_Section):
     accounts: dict[AccountName, PortalAccount] = Field(default_factory=dict)
 
 
+class CallLog(_Section):
+    """One log file of the telephony platform to tail."""
+
+    kind: Literal["cdr_csv", "queue_log", "jsonl"]
+    path: Path
+    poll_interval: float = Field(1.0, gt=0)
+    max_lines: int = Field(500, ge=1)
+    columns: list[str] = Field(default_factory=list, description="cdr_csv: [] detects")
+    timezone: str = "Asia/Jakarta"
+    usegmtime: bool = False
+    inbound_contexts: list[str] = Field(default_factory=list)
+    outbound_contexts: list[str] = Field(default_factory=list)
+
+
+class CallAccount(_Section):
+    """The call center (1500630): its call logs; abandoned calls become callback tickets."""
+
+    number: str = "1500630"
+    unit: str = "general"
+    logs: list[CallLog] = Field(default_factory=list)
+
+
+class CallChannel(_Section):
+    enabled: bool = True
+    accounts: dict[AccountName, CallAccount] = Field(default_factory=dict)
+
+
 class ChannelsSection(_Section):
     whatsapp: WhatsAppChannel = Field(default_factory=WhatsAppChannel)  # type: ignore[arg-type]
     email: EmailChannel = Field(default_factory=EmailChannel)
     portal: PortalChannelSection = Field(default_factory=PortalChannelSection)
+    call: CallChannel = Field(default_factory=CallChannel)
 
 
 class DemoUser(_Section):
@@ -374,6 +402,8 @@ class Settings(_Section):
             where.append((f"channels.email.accounts.{name}.unit", mail.unit))
         for name, portal in self.channels.portal.accounts.items():
             where.append((f"channels.portal.accounts.{name}.unit", portal.unit))
+        for name, call in self.channels.call.accounts.items():
+            where.append((f"channels.call.accounts.{name}.unit", call.unit))
         for i, t in enumerate(self.api.tokens):
             where += [(f"api.tokens[{i}].units", u) for u in t.units]
         for key, unit in where:
