@@ -108,6 +108,8 @@ class Hub:
         self.embedded: EmbeddedRedis | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.dispatcher: Dispatcher | None = None
+        self.intake: IntakeRunner | None = None
+        self.smtp_listener: SmtpListener | None = None
         self.sender: Sender | None = None
 
     @property
@@ -211,8 +213,6 @@ class Hub:
                 self.blobs,
             )
             self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
-        self.intake: IntakeRunner | None = None
-        self.smtp_listener: SmtpListener | None = None
         if "intake" in self.roles:
             await self._start_intake()
         log.info(
