@@ -459,7 +459,7 @@ class RedisStore:
 
 def _identity_view(ident: str) -> dict[str, Any]:
     kind, _, value = ident.partition(":")
-    reachable = {"phone": ["whatsapp"], "email": ["email"]}.get(kind, [])
+    reachable = {"phone": ["whatsapp", "call"], "email": ["email"]}.get(kind, [])
     return {"kind": kind, "value": value, "channels": reachable}
 
 

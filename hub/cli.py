@@ -85,6 +85,11 @@ def _banner(settings: Settings, demo: bool, fake_url: str, redis_url: str) -> st
             )
             + ")",
             f"  fake Twilio:      {fake_url}/_fake/messages",
+        ]
+        for name, p in settings.channels.portal.accounts.items():
+            lines.append(f"  portal webhook:   {h.public_url}/webhooks/portal/{name}")
+            lines.append(f"  fake portal:      {p.api_base_url}/api/v1/events")
+        lines += [
             f"  demo API token:   {token}",
             f"  try:  curl -H 'Authorization: Bearer {token}' {base}/api/v1/tickets",
             "  more citizens:    .venv/bin/python -m hub simulate --config config/demo.toml",
@@ -93,9 +98,11 @@ def _banner(settings: Settings, demo: bool, fake_url: str, redis_url: str) -> st
 
 
 async def serve(settings: Settings, roles: frozenset[str], demo: bool) -> None:
+    from hub.demo.fake_portal import FakePortal
     from hub.demo.fake_twilio import FakeTwilio
 
     fake: FakeTwilio | None = None
+    portal: FakePortal | None = None
     if demo:
         accounts = {
             a.account_sid: a.auth_token.get_secret_value()
@@ -103,9 +110,15 @@ async def serve(settings: Settings, roles: frozenset[str], demo: bool) -> None:
         }
         fake = FakeTwilio(accounts, auto_callbacks=("sent", "delivered", "read"))
         await fake.start(settings.demo.fake_twilio_port)
+        portals = settings.channels.portal.accounts
+        if settings.channels.portal.enabled and portals:  # one fake for the first account
+            portal = FakePortal(next(iter(portals.values())).api_token.get_secret_value())
+            await portal.start(settings.demo.fake_portal_port)
     try:
         await _serve_hub(settings, roles, demo, fake)
     finally:
+        if portal is not None:
+            await portal.stop()
         if fake is not None:
             await fake.stop()
 

@@ -51,6 +51,7 @@ from hub.routing import Router
 from hub.search import SearchPort
 from hub.sender import Sender, SenderOptions, StatusService
 from hub.settings import Settings
+from hub.status_mirror import StatusMirror
 from hub.ticket_actions import TicketActions
 
 log = structlog.get_logger("hub.runtime")
@@ -93,6 +94,14 @@ def build_channels(settings: Settings) -> ChannelSet:
                 account=name, settings=pacct, default_region=settings.hub.default_region
             )
             cs.add(ch, {}, pacct.ack_language, pacct.unit)
+    call = settings.channels.call
+    if call.enabled:
+        for name, cacct in call.accounts.items():
+            call_cls = load_channel_class("call:dialer")
+            ch = call_cls(  # type: ignore[call-arg]
+                account=name, settings=cacct, send_timeout_s=settings.outbox.send_timeout_s
+            )
+            cs.add(ch, {}, None, cacct.unit)
     return cs
 
 
@@ -171,9 +180,11 @@ class Hub:
             {name: a.unit for name, a in s.channels.call.accounts.items()},
         )
         self.live = LiveFeed(self.events, self.store)
+        self.status_mirror = StatusMirror(self.channels, self.clock)
         self.actions = TicketActions(
-            s, self.store, self.queue, self.events, self.replies, self.channels
-        )
+            s, self.store, self.queue, self.events, self.replies, self.channels,
+            status_listeners=[self.status_mirror.on_status],
+        )  # fmt: skip
         if "dispatcher" in self.roles:
             groups = [
                 StreamGroup(self.redis, st, keys.DISPATCH_GROUP, self.owner)
@@ -245,7 +256,7 @@ class Hub:
             for name, cacct in self.settings.channels.call.accounts.items():
                 pollers += call_tailers(
                     name, cacct.logs, positions, self.publisher, self.clock, self.metrics,
-                    self.settings.hub.default_region,
+                    self.settings.hub.default_region, self.statuses,
                 )  # fmt: skip
         cursors = RedisPortalCursor(self.redis)
         for name, pacct in self.settings.channels.portal.accounts.items():
@@ -297,6 +308,7 @@ class Hub:
         if self.smtp_listener is not None:
             await self.smtp_listener.stop()
         await self.live.aclose()
+        await self.status_mirror.drain()
         await self.channels.aclose()
         await self.redis.aclose()
         if self.embedded is not None:

@@ -269,6 +269,18 @@ class CallAccount(_Section):
     number: str = "1500630"
     unit: str = "general"
     logs: list[CallLog] = Field(default_factory=list)
+    # Replies to call tickets become callback requests the dialer reads: appended to a
+    # JSON-lines file, or POSTed to the dialer's URL with a bearer token.
+    callback_list: Literal["file", "http"] = "file"
+    callback_file: Path = Path("var/callbacks.jsonl")
+    dialer_url: str = ""
+    dialer_token: SecretStr = SecretStr("")
+
+    @model_validator(mode="after")
+    def _dialer_complete(self) -> CallAccount:
+        if self.callback_list == "http" and not self.dialer_url:
+            raise ValueError("callback_list = http needs dialer_url")
+        return self
 
 
 class CallChannel(_Section):
@@ -293,6 +305,7 @@ class DemoUser(_Section):
 
 class DemoSection(_Section):
     fake_twilio_port: int = Field(8090, ge=0, le=65535)
+    fake_portal_port: int = Field(8091, ge=0, le=65535)
     citizens: int = Field(5, ge=0, le=1000)
     users: list[DemoUser] = Field(default_factory=list)
 

@@ -4,6 +4,7 @@ ticket's audit trail (who, what, when), then announced to the live consoles."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
@@ -18,6 +19,8 @@ from hub.settings import Settings
 
 log = structlog.get_logger("hub.actions")
 STATUSES = ("open", "resolved", "closed")
+# (ticket id, the ticket's fields before the change, new status): told after a status changed.
+StatusListener = Callable[[str, dict[str, str], str], Awaitable[None]]
 
 
 class ActionError(Refusal):
@@ -33,6 +36,7 @@ class TicketActions:
         events: EventBus,
         replies: ReplyService,
         channels: ChannelSet,
+        status_listeners: Sequence[StatusListener] = (),
     ) -> None:
         self.settings = settings
         self.store = store
@@ -40,6 +44,7 @@ class TicketActions:
         self.events = events
         self.replies = replies
         self.channels = channels
+        self.status_listeners = list(status_listeners)
 
     async def visible(self, who: Principal, tid: str) -> dict[str, str]:
         """The ticket's fields, if ``who`` may see it (404 rather than 403 for other units,
@@ -113,6 +118,11 @@ class TicketActions:
                 {"type": "ticket.status", "ticket_id": tid, "status": status, "by": who.name}
             )
             log.info("ticket.status_changed", ticket_id=tid, status=status, previous=previous)
+            for listener in self.status_listeners:
+                try:
+                    await listener(tid, fields, status)
+                except Exception as exc:  # a listener never undoes or fails the change
+                    log.warning("ticket.status_listener_failed", ticket_id=tid, error=repr(exc))
         return previous
 
     async def reply(

@@ -50,7 +50,7 @@ async def test_two_messages_from_one_phone_make_one_ticket(harness: HubHarness) 
     status, contact = await harness.api("GET", f"/api/v1/contacts/{t['contact_id']}")
     assert status == 200
     assert contact["identities"] == [
-        {"kind": "phone", "value": "+6281234567890", "channels": ["whatsapp"]}
+        {"kind": "phone", "value": "+6281234567890", "channels": ["whatsapp", "call"]}
     ]
     assert contact["tickets"] == [t["id"]]
 

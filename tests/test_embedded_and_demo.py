@@ -72,7 +72,7 @@ async def test_embedded_redis_keeps_data_across_restarts_and_survives_a_crash(
 async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: Path) -> None:
     """`python -m hub run --demo` (what `make run` starts) shows tickets and acks within
     seconds, and SIGTERM stops the hub and its embedded Redis."""
-    port, fake_port = free_port(), free_port()
+    port, fake_port, portal_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "HUB__HUB__LISTEN_PORT": str(port),
@@ -82,6 +82,8 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
         "HUB__DEMO__FAKE_TWILIO_PORT": str(fake_port),
         "HUB__CHANNELS__WHATSAPP__ACCOUNTS__WA1__API_BASE_URL": f"http://127.0.0.1:{fake_port}",
         "HUB__CHANNELS__WHATSAPP__ACCOUNTS__WA2__API_BASE_URL": f"http://127.0.0.1:{fake_port}",
+        "HUB__DEMO__FAKE_PORTAL_PORT": str(portal_port),
+        "HUB__CHANNELS__PORTAL__ACCOUNTS__BANTUAN__API_BASE_URL": f"http://127.0.0.1:{portal_port}",
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -121,6 +123,21 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
 
             items = await eventually(acks_read, limit_s=30, every_s=0.2)
             assert len(items) == 5
+
+            async def portal_joined() -> list[str] | None:
+                """The fake portal's request joins a WhatsApp citizen's ticket (no 6th ticket)."""
+                for t in items:
+                    async with s.get(f"{base}/api/v1/tickets/{t['id']}") as r:
+                        full = await r.json()
+                    inbound = [m["channel"] for m in full["messages"] if m["direction"] == "in"]
+                    if inbound.count("portal") == 2:
+                        return inbound
+                return None
+
+            inbound = await eventually(portal_joined, limit_s=15, every_s=0.2)
+            assert "whatsapp" in inbound
+            async with s.get(base + "/api/v1/tickets") as r:
+                assert len((await r.json())["items"]) == 5
             async with s.get(base + "/") as r:
                 page = await r.text()
             assert "KMN-2026-" in page or "KMN-" in page

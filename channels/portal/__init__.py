@@ -38,11 +38,17 @@ Hub → portal, REST with ``Authorization: Bearer <api_token>``:
   ``{"events": [<webhook body>...], "next_cursor": "..."}`` (``after`` omitted on first poll):
   the polling fallback (``PortalPoller``), which persists ``next_cursor`` only after every event
   of the page was durably accepted.
+* ``POST {api_base_url}/api/v1/requests/{request_id}/status`` with ``Idempotency-Key`` and
+  ``{"status": "open" | "resolved" | "closed", "ticket_number": "KMN-…", "changed_at": ISO
+  8601}``: the hub ticket's status, mirrored (``PortalChannel.mirror_status``); 200/201/204
+  accepted, 408/429/5xx transient (``TransientSendError``), other 4xx ``StatusMirrorRefused``.
+
+``docs/portal-contract.openapi.json`` is the same contract as an OpenAPI 3.1 document.
 """
 
 from __future__ import annotations
 
-from channels.portal.channel import PortalChannel
+from channels.portal.channel import PortalChannel, StatusMirrorRefused
 from channels.portal.contract import PortalAccount, StaleSignature, sign
 from channels.portal.poller import CursorStore, PortalPoller
 
@@ -52,5 +58,6 @@ __all__ = [
     "PortalChannel",
     "PortalPoller",
     "StaleSignature",
+    "StatusMirrorRefused",
     "sign",
 ]

@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +14,7 @@ from urllib.parse import quote
 import aiohttp
 
 from channels.base import (
+    ChannelError,
     InboundRequest,
     ParsedInbound,
     PayloadError,
@@ -24,6 +25,15 @@ from channels.portal.contract import REQUEST_ID, PortalAccount, check_signature,
 from hub.model import DeliveryResult, DeliveryState, Message, OutboundReply, StatusUpdate
 
 TRANSIENT_STATUSES = frozenset({408, 429})
+MIRRORED_STATUSES = frozenset({"open", "resolved", "closed"})
+
+
+class StatusMirrorRefused(ChannelError):
+    """The portal refused a status change for good (a 4xx other than 408/429)."""
+
+    def __init__(self, reason: str, code: str = "") -> None:
+        super().__init__(reason)
+        self.code = code
 
 
 def retry_after(raw: str, now: float) -> float | None:
@@ -164,6 +174,42 @@ class PortalChannel:
             state=DeliveryState.FAILED,
             error_code=str(err.get("code") or status),
             error_message=str(err.get("message") or f"portal answered {status}")[:500],
+        )
+
+    async def mirror_status(
+        self,
+        request_id: str,
+        status: str,
+        ticket_number: str,
+        key: str,
+        changed_at: float | None = None,
+    ) -> None:
+        """Tell the portal the hub ticket of ``request_id`` is now ``status``. 200/201/204 are
+        accepted; 408/429/5xx, timeouts and refused connections raise TransientSendError;
+        other answers raise StatusMirrorRefused with the portal's error code."""
+        if not REQUEST_ID.match(request_id):
+            raise StatusMirrorRefused("not a portal request id", "no_portal_request")
+        if status not in MIRRORED_STATUSES:
+            raise StatusMirrorRefused(f"status {status!r} is not mirrored", "bad_status")
+        when = self._clock() if changed_at is None else changed_at
+        body = {
+            "status": status,
+            "ticket_number": ticket_number,
+            "changed_at": datetime.fromtimestamp(when, UTC).isoformat(timespec="seconds"),
+        }
+        code, _headers, answer = await self._call(
+            "POST",
+            f"/api/v1/requests/{quote(request_id, safe='')}/status",
+            json=body,
+            headers={"Idempotency-Key": key},
+        )
+        if code in (200, 201, 204):
+            return
+        err = answer.get("error") if isinstance(answer, dict) else None
+        err = err if isinstance(err, dict) else {}
+        raise StatusMirrorRefused(
+            str(err.get("message") or f"portal answered {code}")[:500],
+            str(err.get("code") or code),
         )
 
     async def fetch_events(self, cursor: str | None, limit: int) -> tuple[list[Any], str]:

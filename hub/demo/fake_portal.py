@@ -4,7 +4,9 @@ It speaks the contract in ``channels/portal/__init__.py``: ``POST /api/v1/reques
 replies`` (bearer token, ``Idempotency-Key``; 201 ``{"id": "RPL-…"}``, 200 with the same body
 for a repeated key, ``{"error": {"code", "message"}}`` on refusals) and ``GET /api/v1/events
 ?after=&limit=`` over ``events``, a list the test or the demo fills (the cursor is the index
-of the next event, as text). Tests script answers per endpoint (a status with an error code
+of the next event, as text) and ``POST /api/v1/requests/{id}/status`` (``{"status", "ticket_number",
+"changed_at"}`` with an ``Idempotency-Key``; 201, 200 for a repeated key; recorded in
+``status_calls``). Tests script answers per endpoint (a status with an error code
 and headers, or a hang until ``stop``) and sign webhooks with ``signed_headers``.
 """
 
@@ -42,6 +44,14 @@ class Reply:
     idempotency_key: str
     status: int
     portal_id: str = ""
+
+
+@dataclass
+class StatusCall:
+    request_id: str
+    body: dict[str, Any]
+    idempotency_key: str
+    status: int
 
 
 def make_event(
@@ -87,6 +97,8 @@ class FakePortal:
         self.requests: list[Reply] = []  # every reply request, accepted or not
         self.replies: dict[str, Reply] = {}  # accepted, by idempotency key
         self.event_reads: list[dict[str, str]] = []  # query of every events-list call
+        self.status_script: deque[Scripted] = deque()
+        self.status_calls: list[StatusCall] = []  # every status call, accepted or not
         self._ids = itertools.count(1)
         self._release = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -99,6 +111,7 @@ class FakePortal:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/v1/requests/{request_id}/replies", self._reply)
+        app.router.add_post("/api/v1/requests/{request_id}/status", self._status)
         app.router.add_get("/api/v1/events", self._events)
         return app
 
@@ -155,6 +168,30 @@ class FakePortal:
             self.replies[key] = record
         return web.json_response(
             {"id": record.portal_id, "request_id": record.request_id}, status=record.status
+        )
+
+    async def _status(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "unauthorized", "bad bearer token", {})
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            body = {}
+        key = request.headers.get("Idempotency-Key", "")
+        call = StatusCall(request.match_info["request_id"], body, key, 0)
+        self.status_calls.append(call)
+        answer = await self._scripted(self.status_script)
+        if answer is not None:
+            call.status = answer.status
+            return answer
+        ok = isinstance(body, dict) and body.get("status") in ("open", "resolved", "closed")
+        if not key or not ok:
+            call.status = 422
+            return self._error(422, "invalid_status", "Idempotency-Key and status are required", {})
+        seen = any(c.idempotency_key == key and c.status in (200, 201) for c in self.status_calls)
+        call.status = 200 if seen else 201
+        return web.json_response(
+            {"request_id": call.request_id, "status": body["status"]}, status=call.status
         )
 
     async def _events(self, request: web.Request) -> web.Response:

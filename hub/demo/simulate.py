@@ -1,4 +1,6 @@
-"""Citizens writing to the ministry on WhatsApp, as Twilio would deliver them: signed webhooks.
+"""Citizens writing to the ministry on WhatsApp, as Twilio would deliver them: signed webhooks;
+and, when a portal account is configured, one of them also opening a request on the
+bantuan.kemnaker.go.id portal (signed portal webhooks), which joins their WhatsApp ticket.
 
 Used by the demo (a first wave at start-up) and by ``python -m hub simulate``.
 """
@@ -6,6 +8,7 @@ Used by the demo (a first wave at start-up) and by ``python -m hub simulate``.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import secrets
 from collections.abc import Iterator
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 import aiohttp
 from twilio.request_validator import RequestValidator
 
+from hub.demo.fake_portal import make_event, signed_headers
 from hub.settings import Settings
 
 NAMES = [
@@ -134,9 +138,10 @@ async def run(
     path = f"/webhooks/whatsapp/{name}"
     signed_url = settings.hub.public_url + path
     rnd = random.Random(seed)
+    people = citizens(n_citizens, seed)
     statuses = []
     async with aiohttp.ClientSession() as session:
-        for citizen, body, kind in conversation(citizens(n_citizens, seed), messages_each, rnd):
+        for citizen, body, kind in conversation(people, messages_each, rnd):
             params = twilio_params(acct.account_sid, acct.number, citizen, body, kind)
             sig = sign(acct.auth_token.get_secret_value(), signed_url, params)
             async with session.post(
@@ -144,4 +149,35 @@ async def run(
             ) as resp:
                 statuses.append(resp.status)
             await asyncio.sleep(0)
+        if people and settings.channels.portal.enabled and settings.channels.portal.accounts:
+            statuses += await portal_events(settings, hub_url, people[0], session)
+    return statuses
+
+
+async def portal_events(
+    settings: Settings, hub_url: str, citizen: Citizen, session: aiohttp.ClientSession
+) -> list[int]:
+    """A portal request by ``citizen`` (same phone as on WhatsApp) and a follow-up on it."""
+    name, acct = next(iter(settings.channels.portal.accounts.items()))
+    secret = acct.webhook_secret.get_secret_value()
+    run_id = secrets.token_hex(4)
+    request_id = f"REQ-DEMO-{run_id}"
+    texts = [
+        ("request.created", "Saya juga melapor lewat portal: " + TOPICS[0]),
+        ("request.replied", FOLLOW_UPS[2]),
+    ]
+    statuses = []
+    for i, (kind, text) in enumerate(texts):
+        event = make_event(
+            i, kind, request_id, text, phone=citizen.phone, name=citizen.name, email="",
+            account_id=f"demo-{citizen.phone[-4:]}",
+        )  # fmt: skip
+        event["event_id"], event["message"]["id"] = f"evt-{run_id}-{i}", f"msg-{run_id}-{i}"
+        body = json.dumps(event).encode()
+        async with session.post(
+            f"{hub_url.rstrip('/')}/webhooks/portal/{name}",
+            data=body,
+            headers=signed_headers(secret, body),
+        ) as resp:
+            statuses.append(resp.status)
     return statuses

@@ -508,3 +508,43 @@ async def test_run_catches_up_in_pages(fake: FakePortal, redis: Redis) -> None:
         await ch.aclose()
     assert [m.provider_id for m in seen] == [f"msg-{i}" for i in range(1, 6)]
     assert await redis.get(cursor_key("bantuan")) == b"5"
+
+
+# -- status mirroring ----------------------------------------------------------------------
+
+
+async def test_mirror_status_posts_the_status(fake: FakePortal, live: PortalChannel) -> None:
+    """Bearer, Idempotency-Key and {status, ticket_number, changed_at}; a repeat is a 200."""
+    await live.mirror_status("REQ-2026-000123", "resolved", "KMN-2026-000007", "k-1")
+    await live.mirror_status("REQ-2026-000123", "resolved", "KMN-2026-000007", "k-1")
+    first, again = fake.status_calls
+    assert (first.request_id, first.idempotency_key, first.status) == (
+        "REQ-2026-000123",
+        "k-1",
+        201,
+    )
+    assert first.body == {
+        "status": "resolved",
+        "ticket_number": "KMN-2026-000007",
+        "changed_at": "2026-02-25T06:13:20+00:00",
+    }
+    assert again.status == 200
+
+
+async def test_mirror_status_errors_are_typed(fake: FakePortal, live: PortalChannel) -> None:
+    """429/5xx are transient (with Retry-After); other 4xx are refusals with the code."""
+    from channels.portal import StatusMirrorRefused
+
+    fake.status_script.append(Scripted(429, "rate_limited", headers={"Retry-After": "3"}))
+    with pytest.raises(TransientSendError) as transient:
+        await live.mirror_status("REQ-1", "closed", "KMN-1", "k-2")
+    assert transient.value.retry_after == 3.0
+    fake.status_script.append(Scripted(409, "request_locked", "locked"))
+    with pytest.raises(StatusMirrorRefused) as refused:
+        await live.mirror_status("REQ-1", "closed", "KMN-1", "k-2")
+    assert refused.value.code == "request_locked"
+    with pytest.raises(StatusMirrorRefused):
+        await live.mirror_status("../etc", "closed", "KMN-1", "k-3")
+    with pytest.raises(StatusMirrorRefused):
+        await live.mirror_status("REQ-1", "pending", "KMN-1", "k-3")
+    assert len(fake.status_calls) == 2

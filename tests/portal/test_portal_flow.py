@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from hub.demo.fake_portal import FakePortal, make_event, signed_headers
+from hub.demo.fake_portal import FakePortal, Scripted, make_event, signed_headers
 from tests.helpers import HubHarness, inbound_params
 
 SECRET = "portal-webhook-secret-0123"
@@ -91,3 +91,57 @@ async def test_stale_or_forged_portal_webhooks_are_refused(hub: HubHarness) -> N
     status, err = await _post(hub, event, **{"X-Portal-Signature": "sha256=" + "0" * 64})
     assert (status, err["error"]) == (403, "bad_signature")
     assert await hub.drain_inbound() == 0
+
+
+async def test_status_changes_are_mirrored_to_the_portal_request(
+    hub: HubHarness, portal: FakePortal
+) -> None:
+    """Resolving, reopening and closing a portal ticket through the API posts each status to
+    the request, with the ticket number, a timestamp and a fresh Idempotency-Key."""
+    await _post(hub, make_event(1))
+    await hub.drain_inbound()
+    [t] = await hub.tickets()
+    for status in ("resolved", "open", "closed"):
+        code, body = await hub.api(
+            "POST", f"/api/v1/tickets/{t['id']}/status", json={"status": status}
+        )
+        assert code == 200, body
+        hub.clock.advance(1)
+    await hub.hub.status_mirror.drain()
+    calls = portal.status_calls
+    assert [(c.request_id, c.body["status"], c.status) for c in calls] == [
+        ("REQ-2026-000123", "resolved", 201),
+        ("REQ-2026-000123", "open", 201),
+        ("REQ-2026-000123", "closed", 201),
+    ]
+    assert {c.body["ticket_number"] for c in calls} == {t["number"]}
+    assert all(c.body["changed_at"].endswith("+00:00") for c in calls)
+    assert len({c.idempotency_key for c in calls}) == 3
+    assert all(c.idempotency_key for c in calls)
+
+
+async def test_a_failing_portal_does_not_fail_the_status_change(
+    hub: HubHarness, portal: FakePortal, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A 500 (or a refusal) from the portal is logged; the ticket is resolved all the same."""
+    portal.status_script.append(Scripted(status=500, code="boom"))
+    await _post(hub, make_event(1))
+    await hub.drain_inbound()
+    [t] = await hub.tickets()
+    code, body = await hub.api(
+        "POST", f"/api/v1/tickets/{t['id']}/status", json={"status": "resolved"}
+    )
+    assert code == 200, body
+    await hub.hub.status_mirror.drain()
+    assert [c.status for c in portal.status_calls] == [500]
+    assert (await hub.ticket(t["id"]))["status"] == "resolved"
+    assert "portal.status_mirror_failed" in "".join(capfd.readouterr())
+
+
+async def test_whatsapp_tickets_are_not_mirrored(hub: HubHarness, portal: FakePortal) -> None:
+    await hub.post_whatsapp(inbound_params("Halo", phone="+6281299990000"))
+    await hub.drain_inbound()
+    [t] = await hub.tickets()
+    await hub.api("POST", f"/api/v1/tickets/{t['id']}/status", json={"status": "resolved"})
+    await hub.hub.status_mirror.drain()
+    assert portal.status_calls == []
