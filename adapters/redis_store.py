@@ -433,6 +433,10 @@ class RedisStore:
             out.append(t)
         return out, int(total)
 
+    async def find_contact(self, identity: str) -> str | None:
+        raw = await self.redis.get(keys.identity(identity))
+        return as_text(raw) if raw else None
+
     async def get_contact(self, cid: str) -> dict[str, Any] | None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hgetall(keys.contact(cid))

@@ -76,6 +76,8 @@ def _banner(settings: Settings, demo: bool, fake_url: str, redis_url: str) -> st
     ]
     for name in settings.channels.whatsapp.accounts:
         lines.append(f"  WhatsApp webhook: {h.public_url}/webhooks/whatsapp/{name}")
+    if settings.channels.web is not None and settings.channels.web.enabled:
+        lines.append(f"  complaint form:   {base}/lapor   (status: {base}/lapor/status)")
     if demo:
         token = settings.api.tokens[0].token.get_secret_value() if settings.api.tokens else ""
         lines += [

@@ -102,6 +102,9 @@ def build_channels(settings: Settings) -> ChannelSet:
                 account=name, settings=cacct, send_timeout_s=settings.outbox.send_timeout_s
             )
             cs.add(ch, {}, None, cacct.unit)
+    web = settings.channels.web
+    if web is not None and web.enabled:  # the web form: no channel object (it cannot send)
+        cs.units[("web", "lapor")] = web.unit
     return cs
 
 

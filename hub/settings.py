@@ -275,6 +275,10 @@ class CallAccount(_Section):
     callback_file: Path = Path("var/callbacks.jsonl")
     dialer_url: str = ""
     dialer_token: SecretStr = SecretStr("")
+    # Live call events (POST /webhooks/call/<account>), signed like the portal's webhooks;
+    # an empty secret turns the endpoint off for this account (404).
+    events_secret: SecretStr = SecretStr("")
+    events_replay_window_s: float = Field(300, gt=0)
 
     @model_validator(mode="after")
     def _dialer_complete(self) -> CallAccount:
@@ -288,11 +292,24 @@ class CallChannel(_Section):
     accounts: dict[AccountName, CallAccount] = Field(default_factory=dict)
 
 
+class WebChannel(_Section):
+    """The hub's own public complaint form (``/lapor``) and ticket-status page."""
+
+    enabled: bool = True
+    form_secret: SecretStr = Field(min_length=16, description="signs the form's timestamp")
+    unit: str = "general"
+    min_fill_seconds: float = Field(3.0, ge=0, description="faster submissions are bots")
+    max_links: int = Field(2, ge=0, description="more links in a message: spam")
+    rate_per_ip_per_hour: int = Field(20, ge=1)
+    rate_per_contact_per_hour: int = Field(5, ge=1)
+
+
 class ChannelsSection(_Section):
     whatsapp: WhatsAppChannel = Field(default_factory=WhatsAppChannel)  # type: ignore[arg-type]
     email: EmailChannel = Field(default_factory=EmailChannel)
     portal: PortalChannelSection = Field(default_factory=PortalChannelSection)
     call: CallChannel = Field(default_factory=CallChannel)
+    web: WebChannel | None = None  # the form is served only when [channels.web] is configured
 
 
 class DemoUser(_Section):
@@ -417,6 +434,8 @@ class Settings(_Section):
             where.append((f"channels.portal.accounts.{name}.unit", portal.unit))
         for name, call in self.channels.call.accounts.items():
             where.append((f"channels.call.accounts.{name}.unit", call.unit))
+        if self.channels.web is not None:
+            where.append(("channels.web.unit", self.channels.web.unit))
         for i, t in enumerate(self.api.tokens):
             where += [(f"api.tokens[{i}].units", u) for u in t.units]
         for key, unit in where:

@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from hub.web import console
+from hub.web import console, webform
 from hub.web.openapi import spec
 from tests.helpers import HubHarness, eventually, inbound_params
 
@@ -105,7 +105,7 @@ def test_openapi_describes_every_route(harness: HubHarness) -> None:
     for route in harness._runner.app.router.routes():  # type: ignore[union-attr]
         info = route.resource.get_info() if route.resource else {}
         path = info.get("path") or info.get("formatter") or info.get("prefix")
-        if route.method != "HEAD" and path not in console.PAGE_PATHS:
+        if route.method != "HEAD" and path not in console.PAGE_PATHS | webform.PAGE_PATHS:
             served.add((path, route.method.lower()))
     documented = {(p, m) for p, ops in doc["paths"].items() for m in ops}
     documented.add(("/api/v1/openapi.json", "get"))

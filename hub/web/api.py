@@ -194,15 +194,19 @@ async def get_contact(request: web.Request) -> web.Response:
     contact = await hub.store.get_contact(request.match_info["contact"])
     if contact is None:
         return error(404, "not_found", "no such contact")
+    visible, summaries = [], []
+    for tid in contact["tickets"]:
+        fields = await hub.store.get_ticket_fields(tid)
+        if fields and (who.sees_all_units or who.can_see(fields.get("unit", ""))):
+            visible.append(tid)
+            summaries.append(
+                {"id": tid, **{f: fields.get(f, "") for f in ("number", "status", "unit")}}
+            )
+    if not visible and not who.sees_all_units:
+        return error(404, "not_found", "no such contact")
     if not who.sees_all_units:
-        visible = []
-        for tid in contact["tickets"]:
-            fields = await hub.store.get_ticket_fields(tid)
-            if fields and who.can_see(fields.get("unit", "")):
-                visible.append(tid)
-        if not visible:
-            return error(404, "not_found", "no such contact")
         contact["tickets"] = visible
+    contact["ticket_summaries"] = summaries  # what the screen pop lists: number and status
     return web.json_response(contact)
 
 

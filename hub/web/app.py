@@ -15,6 +15,7 @@ from hub.web import (
     openapi,
     ops,
     search_api,
+    webform,
     webhooks,
 )
 from hub.web.common import HUB, request_context
@@ -32,6 +33,7 @@ def build_app(hub: Hub, demo: bool = False) -> web.Application:
     api.setup(app)
     console_api.setup(app)
     console.setup(app)
+    webform.setup(app)  # after the console: shares its static route and templates
     live_api.setup(app)
     search_api.setup(app)
     openapi.setup(app)

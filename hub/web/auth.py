@@ -23,8 +23,9 @@ COOKIE = "hub_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC_PREFIXES = ("/webhooks/", "/static/")
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/login", "/api/v1/session"}
-)
+    {"/healthz", "/readyz", "/metrics", "/api/v1/openapi.json", "/login", "/api/v1/session",
+     "/lapor", "/lapor/terima-kasih", "/lapor/status"}
+)  # fmt: skip
 
 
 def _is_public(request: web.Request) -> bool:

@@ -303,6 +303,67 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        "/webhooks/call/{account}": {
+            "post": {
+                "summary": "Live call event (ringing, answered, hangup) for the screen pop",
+                "description": "Publishes call.<event> to the consoles of the account's unit "
+                "and answers with the caller's contact and open tickets; stores nothing.",
+                "tags": ["webhooks"],
+                "parameters": [
+                    ACCOUNT_PARAM,
+                    {
+                        "name": "X-Call-Timestamp",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                    {
+                        "name": "X-Call-Signature",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "sha256=<hex HMAC-SHA256(events_secret, "
+                        "timestamp + '.' + body)>",
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["event", "call_id"],
+                                "properties": {
+                                    "event": {
+                                        "type": "string",
+                                        "enum": ["ringing", "answered", "hangup"],
+                                    },
+                                    "call_id": {"type": "string", "maxLength": 128},
+                                    "caller": {"type": "string"},
+                                    "queue": {"type": "string"},
+                                    "agent": {"type": "string"},
+                                    "at": {"type": "number"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _resp(
+                        "The caller's contact (empty if unknown) and open ticket ids",
+                        {
+                            "type": "object",
+                            "properties": {
+                                "contact_id": {"type": "string"},
+                                "open_tickets": {"type": "array", "items": {"type": "string"}},
+                            },
+                        },
+                    ),
+                    "401": _resp("Signature outside the replay window", _ERR),
+                    **_errors(400, 403, 404, 413, 503),
+                },
+            }
+        },
         "/api/v1/tickets": {
             "get": {
                 "summary": "List tickets, newest activity first",

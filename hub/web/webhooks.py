@@ -13,6 +13,8 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from channels.base import Channel, InboundRequest, PayloadError, SignatureError
+from channels.calls import events as call_events
+from hub.call_events import handle_call_event
 from hub.web.common import HUB, error
 
 log = structlog.get_logger("hub.webhooks")
@@ -146,7 +148,48 @@ async def whatsapp_status(request: web.Request) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+async def call_event(request: web.Request) -> web.StreamResponse:
+    """A live call event (ringing, answered, hangup): who calls, for the screen pop."""
+    hub = request.app[HUB]
+    account = request.match_info["account"]
+    calls = hub.settings.channels.call
+    acct = calls.accounts.get(account) if calls.enabled else None
+    if acct is None or not acct.events_secret.get_secret_value():
+        hub.metrics.webhook_rejected.labels("call", "unknown_account").inc()
+        return error(404, "unknown_account", f"no call events for account {account!r}")
+    structlog.contextvars.bind_contextvars(channel="call", account=account)
+    req = await _inbound_request(request, "call")
+    if isinstance(req, web.Response):
+        return req
+    try:
+        call_events.check_signature(
+            acct.events_secret.get_secret_value(),
+            req.headers.get("x-call-timestamp", ""),
+            req.headers.get("x-call-signature", ""),
+            req.body,
+            hub.clock.now(),
+            acct.events_replay_window_s,
+        )
+    except SignatureError as exc:
+        hub.metrics.webhook_rejected.labels("call", "signature").inc()
+        log.warning("webhook.forged", reason=str(exc))
+        code = "stale_signature" if exc.status == 401 else "bad_signature"
+        return error(exc.status, code, str(exc))
+    try:
+        ev = call_events.parse_event(req.body)
+    except PayloadError as exc:
+        return _malformed(request, "call", exc)
+    region = hub.settings.hub.default_region
+    try:
+        found = await handle_call_event(ev, acct.unit, account, hub.store, hub.events, region)
+    except (RedisError, OSError) as exc:
+        return _unavailable(request, "call", exc)
+    log.info("call.event", call_event=ev.event, call_id=ev.call_id, known=bool(found.contact_id))
+    return web.json_response(found.as_dict())
+
+
 def setup(app: web.Application) -> None:
     app.router.add_post("/webhooks/whatsapp/{account}", whatsapp_inbound)
     app.router.add_post("/webhooks/whatsapp/{account}/status", whatsapp_status)
     app.router.add_post("/webhooks/portal/{account}", portal_inbound)
+    app.router.add_post("/webhooks/call/{account}", call_event)

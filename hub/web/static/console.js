@@ -72,7 +72,8 @@
 
   var TYPES = ["message.received", "reply.queued", "reply.state", "reply.status", "ticket.claimed",
     "ticket.assigned", "ticket.released", "ticket.note", "ticket.status", "ticket.transferred",
-    "ticket.priority", "ticket.category", "ticket.merged", "ticket.viewing", "queue.waiting", "agent.presence", "message"];
+    "ticket.priority", "ticket.category", "ticket.merged", "ticket.viewing", "queue.waiting", "agent.presence", "message",
+    "call.ringing", "call.answered", "call.hangup"];
 
   function startEvents(onEvent) {
     if (!window.EventSource || !live) { return; }
@@ -96,11 +97,105 @@
           if (e.lastEventId) { since = e.lastEventId; }
           var ev;
           try { ev = JSON.parse(e.data); } catch (err) { return; }
+          if (type.indexOf("call.") === 0) { screenPop(ev); return; }
           onEvent(ev);
         });
       });
     }
     connect();
+  }
+
+  /* ---- screen pop: a call rings, the caller's open tickets show ----------------------- */
+
+  var pop = $("#screenpop");
+  var popCall = "";
+  function popLabel(name, vars) {
+    var text = (pop && pop.dataset["label" + name]) || "";
+    Object.keys(vars || {}).forEach(function (k) { text = text.split("{" + k + "}").join(vars[k]); });
+    return text;
+  }
+  function el(tag, cls, text) {
+    var n = document.createElement(tag);
+    if (cls) { n.className = cls; }
+    if (text) { n.textContent = text; }
+    return n;
+  }
+  function closePop() {
+    if (!pop) { return; }
+    var hadFocus = pop.contains(document.activeElement);
+    pop.hidden = true;
+    pop.textContent = "";
+    popCall = "";
+    if (hadFocus) { $("#main").focus(); }
+  }
+  function listTickets(list, contactId, callId) {
+    fetch("/api/v1/contacts/" + encodeURIComponent(contactId), {
+      credentials: "same-origin", headers: { "Accept": "application/json" }
+    })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .catch(function () { return null; })
+      .then(function (contact) {
+        if (popCall !== callId) { return; }
+        list.textContent = "";
+        var open = ((contact && contact.ticket_summaries) || []).filter(function (t) { return t.status === "open"; });
+        if (!open.length) { list.appendChild(el("li", "screenpop-none", popLabel("NoOpenTickets"))); return; }
+        open.forEach(function (t) {
+          var li = el("li");
+          var a = el("a", "", t.number || t.id);
+          a.href = "/console/tickets/" + encodeURIComponent(t.number || t.id);
+          li.appendChild(a);
+          list.appendChild(li);
+        });
+      });
+  }
+  function screenPop(ev) {
+    if (!pop) { return; }
+    if (ev.type === "call.hangup") {
+      if (ev.call_id === popCall && !pop.contains(document.activeElement)) { closePop(); }
+      return;
+    }
+    if (ev.type !== "call.ringing" && ev.type !== "call.answered") { return; }
+    if (ev.type === "call.answered" && ev.agent && ev.agent !== me && ev.call_id !== popCall) { return; }
+    popCall = ev.call_id || "";
+    pop.textContent = "";
+    var card = el("div", "screenpop-card");
+    card.tabIndex = 0;
+    card.dataset.callId = popCall;
+    card.dataset.event = ev.type;
+    var caller = ev.caller_masked || popLabel("Withheld");
+    var title = el("p", "screenpop-title",
+      popLabel(ev.type === "call.answered" ? "Answered" : "Incoming", { caller: caller }));
+    title.id = "screenpop-title";
+    card.setAttribute("aria-labelledby", "screenpop-title");
+    card.appendChild(title);
+    var meta = el("p", "screenpop-meta");
+    if (ev.queue) { meta.appendChild(el("span", "", popLabel("Queue", { queue: ev.queue }))); }
+    if (ev.agent && ev.agent === me) {
+      meta.appendChild(el("strong", "screenpop-mine", popLabel("ForYou")));
+      card.classList.add("is-mine");
+    }
+    if (meta.childNodes.length) { card.appendChild(meta); }
+    if (ev.contact_id) {
+      card.appendChild(el("p", "screenpop-label", popLabel("OpenTickets")));
+      var list = el("ul", "screenpop-tickets");
+      card.appendChild(list);
+      listTickets(list, ev.contact_id, popCall);
+    } else {
+      card.appendChild(el("p", "screenpop-new", popLabel("NewCaller")));
+    }
+    var close = el("button", "screenpop-close", "×");
+    close.type = "button";
+    close.setAttribute("aria-label", popLabel("Dismiss"));
+    close.title = popLabel("Dismiss");
+    close.addEventListener("click", closePop);
+    card.appendChild(close);
+    pop.appendChild(card);
+    pop.hidden = false;
+  }
+  if (pop) {
+    pop.addEventListener("keydown", function (e) {
+      if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); closePop(); }
+    });
   }
 
   /* ---- the queue page -------------------------------------------------------------- */
