@@ -45,6 +45,9 @@ class ChannelSet:
     def get(self, channel: str, account: str) -> Channel | None:
         return self._by_key.get((channel, account))
 
+    def accounts(self, channel: str) -> list[str]:
+        return sorted(a for c, a in self._by_key if c == channel)
+
     def names(self) -> set[str]:
         return {name for name, _ in self._by_key}
 

@@ -81,6 +81,31 @@ class ReplyService:
             channel, account, float(last) / 1000 if last else None, hours, self.clock.now()
         )
 
+    async def _via(self, tid: str, fields: dict[str, str], via: str) -> dict[str, str]:
+        """The ticket's reply fields redirected to another channel that reaches the citizen
+        (a call ticket answered on WhatsApp, say): the account the citizen last wrote on
+        there, with that channel's window; else the citizen's phone on the first account of
+        the channel, whose window is then closed (a template is needed)."""
+        contact = await self.store.get_contact(split_ticket_id(tid)[0]) or {}
+        seen: list[tuple[int, str, str]] = []
+        for key, value in contact.items():
+            if isinstance(value, str) and key.startswith(f"last_in:{via}:"):
+                at_ms, _, address = value.partition("|")
+                seen.append((int(at_ms), key.split(":", 2)[2], address))
+        if seen:
+            latest, account, address = max(seen)
+            last = str(latest)
+        else:
+            phones = [i["value"] for i in contact.get("identities", []) if i["kind"] == "phone"]
+            accounts = self.channels.accounts(via)
+            if not phones or not accounts:
+                raise ReplyRefused(
+                    "channel_unreachable", f"the citizen cannot be reached on {via}", status=422
+                )
+            account, address, last = accounts[0], phones[0], ""
+        return {**fields, "reply_channel": via, "reply_account": account, "reply_to": address,
+                "last_inbound_at": last, "reply_context": ""}  # fmt: skip
+
     async def create(
         self,
         tid: str,
@@ -92,10 +117,13 @@ class ReplyService:
         kind: str = "agent",
         reply_id: str | None = None,
         attachments: list[dict[str, Any]] | None = None,
+        via: str = "",
     ) -> QueuedReply:
         fields = await self.store.get_ticket_fields(tid)
         if not fields:
             raise ReplyRefused("not_found", "no such ticket", status=404)
+        if via and via != fields.get("reply_channel"):
+            fields = await self._via(tid, fields, via)
         if fields.get("status") == "closed":
             raise ReplyRefused("ticket_closed", "the ticket is closed")
         channel, account = fields.get("reply_channel", ""), fields.get("reply_account", "")

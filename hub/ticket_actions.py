@@ -134,6 +134,7 @@ class TicketActions:
         template: str = "",
         variables: dict[str, str] | None = None,
         attachments: list[dict[str, Any]] | None = None,
+        via: str = "",
     ) -> QueuedReply:
         fields = await self.visible(who, tid)
         if who.role == "agent":  # people reply on tickets they hold; machines and supervisors may
@@ -144,6 +145,7 @@ class TicketActions:
         q = await self.replies.create(
             tid, text=text, template=template, variables=variables, author=who.name,
             attachments=attachments,
+            via=via,
         )  # fmt: skip
         await self.events.publish(
             {"type": "reply.queued", "ticket_id": tid, "reply_id": q.reply_id, "by": who.name}

@@ -64,6 +64,10 @@ redis.call('HSET', tk, 'updated_at', now, 'last_inbound_at', now, 'reply_channel
   'reply_account', ARGV[7], 'reply_to', ARGV[8], 'reply_context', ARGV[15])
 redis.call('HINCRBY', tk, 'msg_count', 1)
 redis.call('HSET', base, 'last_seen_at', now)
+if ARGV[10] ~= '' and ARGV[8] ~= '' then
+  -- where this citizen last wrote on each channel account: a reply can go there instead
+  redis.call('HSET', base, 'last_in:' .. ARGV[6] .. ':' .. ARGV[7], now .. '|' .. ARGV[8])
+end
 if ARGV[9] ~= '' then redis.call('HSET', base, 'name', ARGV[9]) end
 if redis.call('HSETNX', base, 'created_at', now) == 1 then
   redis.call('HSET', base, 'id', string.match(base, '{(.*)}'))

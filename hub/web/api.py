@@ -39,6 +39,9 @@ class ReplyIn(BaseModel):
     template: str = Field("", max_length=64)
     variables: dict[str, str] = Field(default_factory=dict)
     attachments: list[AttachmentRef] = Field(default_factory=list, max_length=10)
+    via: str = Field(
+        "", max_length=20, description="another channel that reaches the citizen (whatsapp)"
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> ReplyIn:
@@ -165,6 +168,7 @@ async def post_reply(request: web.Request) -> web.Response:
     q = await hub.actions.reply(
         request[PRINCIPAL], tid, text=body.text, template=body.template,
         variables=body.variables, attachments=[a.model_dump() for a in body.attachments],
+        via=body.via,
     )  # fmt: skip
     return web.json_response(
         {

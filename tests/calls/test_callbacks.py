@@ -281,3 +281,41 @@ async def test_abandoned_call_reply_callback_answered_delivers(
 
     assert full["id"] == tid
     await eventually(on_timeline)
+
+
+async def test_an_agent_can_answer_a_call_ticket_on_whatsapp(
+    harness_factory: Any, tmp_path: Path
+) -> None:
+    """A ticket that continued by phone answers by callback by default, but the agent can
+    answer on WhatsApp instead, inside the citizen's WhatsApp window."""
+    from hub.model import Message
+    from tests.helpers import inbound_params
+
+    h = await harness_factory(
+        channels__call__accounts={"hotline": {"callback_file": str(tmp_path / "cb.jsonl")}}
+    )
+    await h.post_whatsapp(inbound_params("Halo", phone="+6281234567890"))
+    await h.drain_inbound()
+    call = Message(
+        id="01call000000000000001", channel="call", account="hotline", provider_id="c-1:queue",
+        sender="phone:+6281234567890", reply_address="+6281234567890",
+        received_at=h.clock.now() + 60, kind="call", text="Panggilan masuk dijawab",
+        meta={"no_autoreply": "call"},
+    )  # fmt: skip
+    await h.dispatcher().apply([call])
+    [t] = await h.tickets()
+    assert t["reply_channel"] == "call"
+    status, body = await h.api("POST", f"/api/v1/tickets/{t['id']}/replies", json={"text": "a"})
+    assert (status, body["channel"]) == (202, "call")
+    status, body = await h.api(
+        "POST", f"/api/v1/tickets/{t['id']}/replies", json={"text": "Via WA", "via": "whatsapp"}
+    )
+    assert status == 202, body
+    assert (body["channel"], body["account"]) == ("whatsapp", "wa1")
+    await h.drain_outbox()
+    assert h.fake.sent[-1].params["Body"] == "Via WA"
+    assert h.fake.sent[-1].params["To"] == "whatsapp:+6281234567890"
+    status, body = await h.api(
+        "POST", f"/api/v1/tickets/{t['id']}/replies", json={"text": "x", "via": "telegram"}
+    )
+    assert (status, body["error"]) == (422, "channel_unreachable")
