@@ -319,3 +319,42 @@ async def test_an_agent_can_answer_a_call_ticket_on_whatsapp(
         "POST", f"/api/v1/tickets/{t['id']}/replies", json={"text": "x", "via": "telegram"}
     )
     assert (status, body["error"]) == (422, "channel_unreachable")
+
+
+async def test_console_composer_offers_whatsapp_on_a_call_ticket(
+    harness_factory: Any, tmp_path: Path
+) -> None:
+    """The console's composer lists WhatsApp as a way to answer a call ticket, and uses it."""
+    import aiohttp
+
+    from hub.model import Message
+    from tests.helpers import inbound_params
+
+    h = await harness_factory(
+        channels__call__accounts={"hotline": {"callback_file": str(tmp_path / "cb.jsonl")}}
+    )
+    await h.hub.auth.create_user("sari", "kata-sandi-rahasia-1", "supervisor", [])
+    await h.post_whatsapp(inbound_params("Halo", phone="+6281234567890"))
+    await h.drain_inbound()
+    call = Message(
+        id="01call000000000000002", channel="call", account="hotline", provider_id="c-2:queue",
+        sender="phone:+6281234567890", reply_address="+6281234567890",
+        received_at=h.clock.now() + 60, kind="call", text="Panggilan", meta={"no_autoreply": "1"},
+    )  # fmt: skip
+    await h.dispatcher().apply([call])
+    [t] = await h.tickets()
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.post(
+            h.base + "/api/v1/session",
+            json={"username": "sari", "password": "kata-sandi-rahasia-1"},
+        ) as r:
+            csrf = (await r.json())["csrf_token"]  # fmt: skip
+        async with s.get(f"{h.base}/console/tickets/{t['number']}") as r:
+            page = await r.text()
+        assert 'name="via"' in page
+        assert 'value="whatsapp"' in page
+        form = {"csrf_token": csrf, "text": "Kami balas lewat WhatsApp", "via": "whatsapp"}
+        async with s.post(f"{h.base}/console/tickets/{t['number']}/reply", data=form) as r:
+            assert r.status == 200
+    await h.drain_outbox()
+    assert h.fake.sent[-1].params["Body"] == "Kami balas lewat WhatsApp"

@@ -137,6 +137,18 @@ async def _choices(view: View) -> dict[str, Any]:
     }
 
 
+async def _via_options(view: View, ticket: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Other enabled channels that reach the citizen, for "send via" in the composer."""
+    current = str(ticket.get("reply_channel", ""))
+    contact = await view.hub.store.get_contact(str(ticket["contact_id"])) or {}
+    enabled = view.hub.channels.names()
+    found = sorted(
+        {c for i in contact.get("identities", []) for c in i.get("channels", [])}
+        & enabled - {current}
+    )
+    return [{"value": c, "label": view.label("channel", c)} for c in found]
+
+
 async def ticket_context(view: View, tid: str) -> dict[str, Any] | None:
     ticket = await view.hub.store.get_ticket(tid)
     if ticket is None:
@@ -152,6 +164,7 @@ async def ticket_context(view: View, tid: str) -> dict[str, Any] | None:
         "ticket": ticket,
         "timeline": await timeline(view, ticket),
         "contact": contact,
+        "via_options": await _via_options(view, ticket),
         **_composer(view, ticket, header, str(contact["name"])),
         "viewing": [n for n, s in others_viewing.items() if s == "viewing"],
         "typing": [n for n, s in others_viewing.items() if s == "typing"],

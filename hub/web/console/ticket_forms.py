@@ -72,7 +72,8 @@ async def _reply(view: View, tid: str, fields: dict[str, str], form: MultiDictPr
         if not text.strip():
             raise Refused(view.t("err.empty_reply"))
         files = await _store_files(view, form)
-        await view.hub.actions.reply(view.me, tid, text=text, attachments=files)
+        via = form_text(form, "via").strip()[:20]
+        await view.hub.actions.reply(view.me, tid, text=text, attachments=files, via=via)
     return "reply_sent"
 
 
