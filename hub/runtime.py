@@ -28,6 +28,7 @@ from adapters.redis_mail_state import RedisMailState
 from adapters.redis_ops import RedisOps
 from adapters.redis_portal_cursor import RedisPortalCursor
 from adapters.redis_queue import RedisQueue
+from adapters.redis_retry_queue import RedisRetryQueue
 from adapters.redis_search import RedisSearchIndex
 from adapters.redis_server import EmbeddedRedis
 from adapters.redis_store import RedisStore
@@ -122,6 +123,7 @@ class Hub:
         self.dispatcher: Dispatcher | None = None
         self.intake: IntakeRunner | None = None
         self.smtp_listener: SmtpListener | None = None
+        self._mirror_stop = asyncio.Event()
         self.sender: Sender | None = None
 
     @property
@@ -183,7 +185,10 @@ class Hub:
             {name: a.unit for name, a in s.channels.call.accounts.items()},
         )
         self.live = LiveFeed(self.events, self.store)
-        self.status_mirror = StatusMirror(self.channels, self.clock)
+        self.status_mirror = StatusMirror(
+            self.channels, self.clock, RedisRetryQueue(self.redis, "portal-status"),
+            s.outbox.max_attempts, s.outbox.backoff_base_s, s.outbox.backoff_max_s,
+        )  # fmt: skip
         self.actions = TicketActions(
             s, self.store, self.queue, self.events, self.replies, self.channels,
             status_listeners=[self.status_mirror.on_status],
@@ -227,6 +232,9 @@ class Hub:
                 self.blobs,
             )
             self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
+            self._tasks.append(
+                asyncio.create_task(self.status_mirror.run(self._mirror_stop), name="status-mirror")
+            )
         if "intake" in self.roles:
             await self._start_intake()
         log.info(
@@ -301,6 +309,7 @@ class Hub:
         for w in (self.dispatcher, self.sender, self.intake):
             if w is not None:
                 w.stop()
+        self._mirror_stop.set()
         if self._tasks:
             done, pending = await asyncio.wait(self._tasks, timeout=30)
             for t in pending:

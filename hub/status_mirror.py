@@ -2,18 +2,22 @@
 keeps a status of its own (the portal's requests). Wired in by the composition root as a
 ``TicketActions`` status listener; it knows channels only through ``MirrorsStatus``.
 
-Best effort: the mirror runs in the background, after the change is stored; a failure is
-logged (``portal.status_mirror_failed``) and not retried (no retry queue yet).
+The mirror runs in the background, after the change is stored, so the agent never waits on
+the portal. A passing failure (timeout, 429, 5xx) goes to a durable retry queue in Redis with
+backoff, retried by the sender role (``run``) with the same Idempotency-Key; a refusal, or
+running out of attempts, is logged and kept in the queue's dead list.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
+from channels.base import TransientSendError
 from hub.channelset import ChannelSet
 from hub.clock import Clock
 
@@ -32,10 +36,30 @@ class MirrorsStatus(Protocol):
     ) -> None: ...
 
 
+class RetryQueue(Protocol):
+    async def schedule(self, item: dict[str, Any], due_ms: int) -> None: ...
+
+    async def take_due(self, now_ms: int, limit: int = 100) -> list[dict[str, Any]]: ...
+
+    async def bury(self, item: dict[str, Any], error: str) -> None: ...
+
+
 class StatusMirror:
-    def __init__(self, channels: ChannelSet, clock: Clock) -> None:
+    def __init__(
+        self,
+        channels: ChannelSet,
+        clock: Clock,
+        retries: RetryQueue | None = None,
+        max_attempts: int = 6,
+        backoff_base_s: float = 2.0,
+        backoff_max_s: float = 300.0,
+    ) -> None:
         self.channels = channels
         self.clock = clock
+        self.retries = retries
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
         self._pending: set[asyncio.Task[None]] = set()
 
     async def on_status(self, tid: str, fields: dict[str, str], status: str) -> None:
@@ -52,35 +76,66 @@ class StatusMirror:
             log.warning("portal.status_mirror_failed", ticket_id=tid, error="no portal request")
             return
         now = self.clock.now()
-        key = f"status-{tid}-{status}-{int(now * 1000)}"
-        number = fields.get("number", "")
-        task = asyncio.create_task(self._mirror(ch, tid, request_id, status, number, key, now))
+        item = {
+            "ticket_id": tid, "account": fields.get("reply_account", ""),
+            "request_id": request_id, "status": status, "number": fields.get("number", ""),
+            "key": f"status-{tid}-{status}-{int(now * 1000)}", "changed_at": now, "attempt": 1,
+        }  # fmt: skip
+        task = asyncio.create_task(self._mirror(item))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _mirror(
-        self,
-        ch: MirrorsStatus,
-        tid: str,
-        request_id: str,
-        status: str,
-        number: str,
-        key: str,
-        now: float,
-    ) -> None:
+    async def _mirror(self, item: dict[str, Any]) -> None:
+        """One attempt; a passing failure is scheduled again (same Idempotency-Key)."""
+        bound = log.bind(ticket_id=item["ticket_id"], request_id=item["request_id"],
+                         status=item["status"], attempt=item["attempt"])  # fmt: skip
+        ch = self.channels.get("portal", item["account"])
+        if not isinstance(ch, MirrorsStatus):
+            bound.warning("portal.status_mirror_failed", error="portal account gone")
+            return
         try:
-            await ch.mirror_status(request_id, status, number, key, now)
+            await ch.mirror_status(
+                item["request_id"], item["status"], item["number"], item["key"],
+                item["changed_at"],
+            )  # fmt: skip
+        except TransientSendError as exc:
+            if self.retries is not None and item["attempt"] < self.max_attempts:
+                delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** (item["attempt"] - 1))
+                delay = max(delay, exc.retry_after or 0.0)
+                due = int((self.clock.now() + delay) * 1000)
+                await self.retries.schedule({**item, "attempt": item["attempt"] + 1}, due)
+                bound.warning("portal.status_mirror_retry", error=str(exc), delay_s=delay)
+            else:
+                await self._give_up(item, f"gave up: {exc}")
         except Exception as exc:
-            log.warning(
-                "portal.status_mirror_failed",
-                ticket_id=tid,
-                request_id=request_id,
-                status=status,
-                error=repr(exc)[:200],
-                code=str(getattr(exc, "code", "")),
-            )
+            await self._give_up(item, f"refused: {exc!r}"[:300])
         else:
-            log.info("portal.status_mirrored", ticket_id=tid, request_id=request_id, status=status)
+            bound.info("portal.status_mirrored")
+
+    async def _give_up(self, item: dict[str, Any], error: str) -> None:
+        log.error("portal.status_mirror_failed", ticket_id=item["ticket_id"],
+                  request_id=item["request_id"], status=item["status"], error=error)  # fmt: skip
+        if self.retries is not None:
+            await self.retries.bury(item, error)
+
+    async def retry_due(self) -> int:
+        """One pass over the retries that are due; returns how many were attempted."""
+        if self.retries is None:
+            return 0
+        items = await self.retries.take_due(int(self.clock.now() * 1000))
+        for item in items:
+            await self._mirror(item)
+        return len(items)
+
+    async def run(self, stop: asyncio.Event, every_s: float = 1.0) -> None:
+        """Retry due mirrors until ``stop`` (runs in the sender role)."""
+        while not stop.is_set():
+            try:
+                await self.retry_due()
+            except Exception as exc:  # Redis away: try again next round
+                log.warning("portal.status_mirror_loop_failed", error=repr(exc)[:200])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every_s)
 
     async def drain(self, limit_s: float = 10.0) -> None:
         """Wait for mirrors under way (at shutdown, and in tests)."""

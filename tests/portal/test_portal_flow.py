@@ -123,7 +123,8 @@ async def test_status_changes_are_mirrored_to_the_portal_request(
 async def test_a_failing_portal_does_not_fail_the_status_change(
     hub: HubHarness, portal: FakePortal, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """A 500 (or a refusal) from the portal is logged; the ticket is resolved all the same."""
+    """A 500 from the portal does not hold up the status change; the mirror is retried from
+    Redis with the same Idempotency-Key until the portal takes it."""
     portal.status_script.append(Scripted(status=500, code="boom"))
     await _post(hub, make_event(1))
     await hub.drain_inbound()
@@ -135,7 +136,29 @@ async def test_a_failing_portal_does_not_fail_the_status_change(
     await hub.hub.status_mirror.drain()
     assert [c.status for c in portal.status_calls] == [500]
     assert (await hub.ticket(t["id"]))["status"] == "resolved"
-    assert "portal.status_mirror_failed" in "".join(capfd.readouterr())
+    assert "portal.status_mirror_retry" in "".join(capfd.readouterr())
+    assert await hub.hub.status_mirror.retry_due() == 0  # not due yet
+    hub.clock.advance(600)
+    assert await hub.hub.status_mirror.retry_due() == 1
+    assert [c.status for c in portal.status_calls] == [500, 201]
+    first, second = portal.status_calls
+    assert first.idempotency_key == second.idempotency_key
+
+
+async def test_a_refused_status_mirror_is_kept_as_dead(hub: HubHarness, portal: FakePortal) -> None:
+    """A 4xx refusal is not retried; it is kept in the retry queue's dead list."""
+    portal.status_script.append(Scripted(status=409, code="request_closed"))
+    await _post(hub, make_event(1))
+    await hub.drain_inbound()
+    [t] = await hub.tickets()
+    await hub.api("POST", f"/api/v1/tickets/{t['id']}/status", json={"status": "resolved"})
+    await hub.hub.status_mirror.drain()
+    hub.clock.advance(600)
+    assert await hub.hub.status_mirror.retry_due() == 0
+    assert len(portal.status_calls) == 1
+    [dead] = await hub.hub.status_mirror.retries.dead()  # type: ignore[union-attr]
+    assert dead["request_id"]
+    assert "refused" in dead["error"]
 
 
 async def test_whatsapp_tickets_are_not_mirrored(hub: HubHarness, portal: FakePortal) -> None:
