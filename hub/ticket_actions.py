@@ -118,12 +118,15 @@ class TicketActions:
                 {"type": "ticket.status", "ticket_id": tid, "status": status, "by": who.name}
             )
             log.info("ticket.status_changed", ticket_id=tid, status=status, previous=previous)
-            for listener in self.status_listeners:
-                try:
-                    await listener(tid, fields, status)
-                except Exception as exc:  # a listener never undoes or fails the change
-                    log.warning("ticket.status_listener_failed", ticket_id=tid, error=repr(exc))
+            await self._tell_listeners(tid, fields, status)
         return previous
+
+    async def _tell_listeners(self, tid: str, fields: dict[str, str], status: str) -> None:
+        for listener in self.status_listeners:
+            try:
+                await listener(tid, fields, status)
+            except Exception as exc:  # a listener never undoes or fails the change
+                log.warning("ticket.status_listener_failed", ticket_id=tid, error=repr(exc))
 
     async def reply(
         self,
@@ -162,7 +165,9 @@ class TicketActions:
             raise ActionError("ticket_closed", "merge into an open or resolved ticket")
         if s_fields.get("merged_into"):
             raise ActionError("already_merged", f"already merged into {s_fields['merged_into']}")
-        await self.store.set_ticket_status(src, "closed", who.name)
+        result, _ = await self.store.set_ticket_status(src, "closed", who.name)
+        if result == "changed":  # the portal learns its request was closed into another
+            await self._tell_listeners(src, s_fields, "closed")
         await self.store.add_event(
             src, {"type": "merged_into", "actor": who.name, "into": dst}, {"merged_into": dst}
         )
