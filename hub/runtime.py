@@ -12,7 +12,9 @@ import asyncio
 import contextlib
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -59,50 +61,34 @@ log = structlog.get_logger("hub.runtime")
 ROLES = frozenset({"web", "dispatcher", "sender", "intake"})
 
 
+def _templates(acct: Any) -> dict[str, TemplateSpec]:
+    """An account's approved templates (WhatsApp's Content API), if its channel has any."""
+    return {
+        name: TemplateSpec(name, t.content_sid, t.description, t.language, tuple(t.variables))
+        for name, t in getattr(acct, "templates", {}).items()
+    }
+
+
 def build_channels(settings: Settings) -> ChannelSet:
+    """Every enabled account of every channel, as channel objects from the registry."""
     cs = ChannelSet()
-    wa = settings.channels.whatsapp
-    if wa.enabled:
-        for name, acct in wa.accounts.items():
-            cls = load_channel_class(f"whatsapp:{acct.provider}")
-            ch = cls(  # type: ignore[call-arg]
-                account=name,
-                settings=acct,
-                window_hours=wa.window_hours,
-                default_region=settings.hub.default_region,
-                send_timeout_s=settings.outbox.send_timeout_s,
-            )
-            templates = {
-                tname: TemplateSpec(
-                    tname, t.content_sid, t.description, t.language, tuple(t.variables)
-                )
-                for tname, t in acct.templates.items()
-            }
-            cs.add(ch, templates, acct.ack_language, acct.unit)
-    mail = settings.channels.email
-    if mail.enabled:
-        for name, macct in mail.accounts.items():
-            email_cls = load_channel_class("email:smtp")
-            ch = email_cls(  # type: ignore[call-arg]
-                account=name, settings=macct, send_timeout_s=settings.outbox.send_timeout_s
-            )
-            cs.add(ch, {}, macct.ack_language, macct.unit)
-    portal = settings.channels.portal
-    if portal.enabled:
-        for name, pacct in portal.accounts.items():
-            portal_cls = load_channel_class("portal:bantuan")
-            ch = portal_cls(  # type: ignore[call-arg]
-                account=name, settings=pacct, default_region=settings.hub.default_region
-            )
-            cs.add(ch, {}, pacct.ack_language, pacct.unit)
-    call = settings.channels.call
-    if call.enabled:
-        for name, cacct in call.accounts.items():
-            call_cls = load_channel_class("call:dialer")
-            ch = call_cls(  # type: ignore[call-arg]
-                account=name, settings=cacct, send_timeout_s=settings.outbox.send_timeout_s
-            )
-            cs.add(ch, {}, None, cacct.unit)
+    c = settings.channels
+    timeout, region = settings.outbox.send_timeout_s, settings.hub.default_region
+    sections: list[tuple[Any, Callable[[Any], str], dict[str, Any]]] = [
+        (c.whatsapp, lambda a: f"whatsapp:{a.provider}",
+         {"window_hours": c.whatsapp.window_hours, "default_region": region,
+          "send_timeout_s": timeout}),
+        (c.email, lambda a: "email:smtp", {"send_timeout_s": timeout}),
+        (c.portal, lambda a: "portal:bantuan", {"default_region": region}),
+        (c.call, lambda a: "call:dialer", {"send_timeout_s": timeout}),
+    ]  # fmt: skip
+    for section, registry_key, extra in sections:
+        if not section.enabled:
+            continue
+        for name, acct in section.accounts.items():
+            cls: Any = load_channel_class(registry_key(acct))
+            ch = cls(account=name, settings=acct, **extra)
+            cs.add(ch, _templates(acct), getattr(acct, "ack_language", None), acct.unit)
     web = settings.channels.web
     if web is not None and web.enabled:  # the web form: no channel object (it cannot send)
         cs.units[("web", "lapor")] = web.unit
