@@ -24,6 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from channels.portal.contract import sign
+from hub.demo.local_server import LocalServer
 
 
 @dataclass
@@ -101,12 +102,15 @@ class FakePortal:
         self.status_calls: list[StatusCall] = []  # every status call, accepted or not
         self._ids = itertools.count(1)
         self._release = asyncio.Event()
-        self._runner: web.AppRunner | None = None
-        self.port = 0
+        self._server = LocalServer()
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.base_url
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -116,16 +120,11 @@ class FakePortal:
         return app
 
     async def start(self, port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self._server.start(self.app(), port)
 
     async def stop(self) -> None:
         self._release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._server.stop()
 
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")

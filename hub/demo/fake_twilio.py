@@ -24,6 +24,8 @@ import aiohttp
 from aiohttp import web
 from twilio.request_validator import RequestValidator
 
+from hub.demo.local_server import LocalServer
+
 
 @dataclass
 class Scripted:
@@ -54,14 +56,17 @@ class FakeTwilio:
         self.requests: list[Sent] = []  # every request, accepted or not
         self.sent: list[Sent] = []  # accepted messages only
         self.changed = asyncio.Event()
-        self._runner: web.AppRunner | None = None
+        self._server = LocalServer()
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.port = 0
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.base_url
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -70,11 +75,7 @@ class FakeTwilio:
         return app
 
     async def start(self, port: int = 0) -> None:
-        self._runner = web.AppRunner(self.app(), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        await self._server.start(self.app(), port)
         self._session = aiohttp.ClientSession()
 
     async def stop(self) -> None:
@@ -83,8 +84,7 @@ class FakeTwilio:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        await self._server.stop()
 
     async def wait_for(self, n: int, limit_s: float = 10.0) -> list[Sent]:
         """Wait until ``n`` messages were accepted (an event, not a sleep loop)."""
