@@ -1,0 +1,387 @@
+"""Telegram bot: webhook updates in, replies out through python-telegram-bot's ``Bot``.
+
+Webhook path (per configured account ``{account}``): POST /webhooks/telegram/{account}, JSON
+``Update`` bodies. Telegram proves itself with the ``X-Telegram-Bot-Api-Secret-Token`` header
+set by ``setWebhook(url, secret_token=...)`` (done by a CLI command through ``set_webhook``).
+
+Features: text, photos (largest size), documents, video, voice, audio, locations and contacts
+from ``message`` and ``edited_message`` updates; other update types (callback queries, polls,
+channel posts, ...) are acknowledged and ignored. Dedupe key: ``update:{update_id}``. A contact
+the citizen shares carries its phone in ``meta["shared_phone"]`` (E.164), and
+``meta["shared_phone_is_sender"]`` says whether it is the citizen's own number (Telegram sets
+``contact.user_id`` to the sender's id when the user shares their own contact): only then may the
+hub link the Telegram identity to that phone's contact.
+
+Sending uses ``telegram.Bot`` as a plain HTTP client pointed at ``api_base_url`` (never PTB's
+``Application``/``Updater``, which want to own the loop and the web server). Telegram has no
+reply window and no delivery receipts: an accepted send is final at "sent".
+
+Settings: ``channels.telegram.accounts.<name>``: bot_token, webhook_secret, api_base_url, unit,
+ack_language (``TelegramAccount`` below; to move to hub/settings.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+import warnings
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from telegram import Bot, Update
+from telegram import Message as TgMessage
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning
+
+from channels.base import (
+    ChannelError,
+    InboundRequest,
+    ParsedInbound,
+    PayloadError,
+    SignatureError,
+    TransientSendError,
+    WindowRule,
+)
+from hub.identity import InvalidIdentity, normalize_phone
+from hub.ids import new_id
+from hub.model import (
+    Attachment,
+    DeliveryResult,
+    DeliveryState,
+    Location,
+    Message,
+    OutboundReply,
+    StatusUpdate,
+)
+
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
+SUPPORTED_UPDATES = ("message", "edited_message")
+MAX_TEXT = 4096  # Telegram's limit for one message's text
+
+# httpx logs every request URL at INFO, and Bot API URLs contain the bot token.
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class TelegramAccount(BaseModel):
+    """One Telegram bot (one configured account)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bot_token: SecretStr = Field(description="From @BotFather, e.g. 123456:ABC-...")
+    webhook_secret: SecretStr = Field(
+        description="Sent back by Telegram in X-Telegram-Bot-Api-Secret-Token"
+    )
+    api_base_url: str = "https://api.telegram.org"
+    unit: str = "general"
+    ack_language: Literal["id", "en"] | None = None
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, v: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", v.get_secret_value()):
+            raise ValueError("bot_token must look like <digits>:<token>")
+        return v
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, v: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", v.get_secret_value()):
+            raise ValueError("webhook_secret must be 1-256 characters of A-Za-z0-9_-")
+        return v
+
+
+def telegram_identity(chat_id: int | str) -> str:
+    return f"telegram:{chat_id}"
+
+
+def _retry_after_seconds(exc: RetryAfter) -> float:
+    # PTB 22.2+ warns on reading retry_after unless PTB_TIMEDELTA is set; the value is the same.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        value = exc.retry_after
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)
+
+
+class TelegramChannel:
+    """One Telegram bot (one configured account)."""
+
+    name = "telegram"
+    provider = "telegram"
+
+    def __init__(
+        self,
+        account: str,
+        settings: TelegramAccount,
+        default_region: str = "ID",
+        send_timeout_s: float = 15.0,
+    ) -> None:
+        self.account = account
+        self.window = WindowRule(free_text_hours=10**6, template_required_outside=False)
+        self.settings = settings
+        self._region = default_region
+        self._timeout = send_timeout_s
+        self._base = settings.api_base_url.rstrip("/")
+        self._bot: Bot | None = None
+
+    def __repr__(self) -> str:  # never the token or the secret
+        return f"TelegramChannel(account={self.account!r}, api_base_url={self._base!r})"
+
+    # -- inbound -----------------------------------------------------------------------
+
+    def verify(self, request: InboundRequest) -> None:
+        given = request.header(SECRET_HEADER)
+        if not given:
+            raise SignatureError(f"missing {SECRET_HEADER}")
+        expected = self.settings.webhook_secret.get_secret_value()
+        if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+            raise SignatureError(f"{SECRET_HEADER} does not match")
+
+    def parse(self, request: InboundRequest, received_at: float) -> ParsedInbound:
+        try:
+            data = json.loads(request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise PayloadError("body is not JSON") from None
+        if not isinstance(data, dict):
+            raise PayloadError("an Update must be a JSON object")
+        update_id = data.get("update_id")
+        if not isinstance(update_id, int) or isinstance(update_id, bool):
+            raise PayloadError("update_id is missing or not an integer")
+        if not any(key in data for key in SUPPORTED_UPDATES):
+            return ParsedInbound()  # callback_query, poll, channel_post, ...: not for us
+        for key in SUPPORTED_UPDATES:
+            if key in data and not isinstance(data[key], dict):
+                raise PayloadError(f"{key} must be an object")
+        try:
+            update = Update.de_json(data, None)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PayloadError(f"not a Telegram Update: {type(exc).__name__}: {exc}") from None
+        tg = update.message or update.edited_message
+        if tg is None:
+            return ParsedInbound()
+        raw = request.body.decode("utf-8", "replace")
+        return ParsedInbound(
+            messages=[
+                self._message(update_id, tg, update.edited_message is not None, raw, received_at)
+            ]
+        )
+
+    def parse_status(self, request: InboundRequest) -> StatusUpdate:
+        raise PayloadError("Telegram sends no delivery status callbacks")
+
+    def _message(
+        self, update_id: int, tg: TgMessage, edited: bool, raw: str, received_at: float
+    ) -> Message:
+        chat = tg.chat
+        user = tg.from_user
+        meta: dict[str, str] = {"message_id": str(tg.message_id), "chat_type": str(chat.type)}
+        if edited:
+            meta["edited"] = "true"
+        if user is not None:
+            if user.username:
+                meta["username"] = user.username
+            if user.language_code:
+                meta["language_code"] = user.language_code
+            display = " ".join(p for p in (user.first_name, user.last_name) if p)
+        else:
+            display = " ".join(p for p in (chat.first_name, chat.last_name) if p) or (
+                chat.title or ""
+            )
+        if tg.reply_to_message is not None:
+            meta["replied_to"] = str(tg.reply_to_message.message_id)
+
+        kind = "text"
+        text = tg.text or tg.caption or ""
+        attachments: list[Attachment] = []
+        location: Location | None = None
+        if tg.photo:
+            largest = max(tg.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
+            attachments.append(
+                Attachment(
+                    url=f"tg-file:{largest.file_id}",
+                    content_type="image/jpeg",
+                    size=largest.file_size,
+                )
+            )
+        if tg.document is not None:
+            d = tg.document
+            attachments.append(
+                Attachment(
+                    url=f"tg-file:{d.file_id}",
+                    content_type=d.mime_type or "application/octet-stream",
+                    name=(d.file_name or "")[:200],
+                    size=d.file_size,
+                )
+            )
+        for media, default_type in (
+            (tg.video, "video/mp4"),
+            (tg.voice, "audio/ogg"),
+            (tg.audio, "audio/mpeg"),
+        ):
+            if media is not None:
+                attachments.append(
+                    Attachment(
+                        url=f"tg-file:{media.file_id}",
+                        content_type=getattr(media, "mime_type", None) or default_type,
+                        size=media.file_size,
+                    )
+                )
+        if attachments:
+            kind = "media"
+        if tg.location is not None:
+            kind = "location"
+            venue = tg.venue
+            location = Location(
+                latitude=float(tg.location.latitude),
+                longitude=float(tg.location.longitude),
+                address=(venue.address if venue else "")[:500],
+                label=(venue.title if venue else "")[:200],
+            )
+        if tg.contact is not None:
+            kind = "contact"
+            c = tg.contact
+            name = " ".join(p for p in (c.first_name, c.last_name) if p)
+            meta["contact_name"] = name[:200]
+            is_sender = user is not None and c.user_id is not None and c.user_id == user.id
+            meta["shared_phone_is_sender"] = "true" if is_sender else "false"
+            try:
+                meta["shared_phone"] = normalize_phone(c.phone_number, self._region)
+            except InvalidIdentity:
+                meta["shared_phone_invalid"] = c.phone_number[:40]
+            text = text or f"{name} {c.phone_number}".strip()
+        if kind == "text" and not text:
+            kind = "unsupported"  # a sticker, poll, game, ...: recorded, nothing to read
+            meta["telegram_type"] = str(tg.effective_attachment.__class__.__name__).lower()
+
+        return Message(
+            id=new_id(int(received_at * 1000)),
+            channel=self.name,
+            account=self.account,
+            provider_id=f"update:{update_id}",
+            sender=telegram_identity(chat.id),
+            reply_address=str(chat.id),
+            received_at=received_at,
+            kind=kind,
+            text=text,
+            display_name=display[:200],
+            attachments=tuple(attachments),
+            location=location,
+            provider_ts=(tg.edit_date or tg.date).timestamp() if tg.date else None,
+            meta=meta,
+            raw=raw,
+        )
+
+    # -- outbound ----------------------------------------------------------------------
+
+    def _client(self) -> Bot:
+        if self._bot is None:
+            request = HTTPXRequest(
+                connect_timeout=self._timeout,
+                read_timeout=self._timeout,
+                write_timeout=self._timeout,
+            )
+            self._bot = Bot(
+                self.settings.bot_token.get_secret_value(),
+                base_url=f"{self._base}/bot",
+                base_file_url=f"{self._base}/file/bot",
+                request=request,
+            )
+        return self._bot
+
+    async def _ready(self) -> Bot:
+        bot = self._client()
+        await bot.initialize()  # getMe, once; a no-op afterwards
+        return bot
+
+    async def send(self, reply: OutboundReply) -> DeliveryResult:
+        text = reply.text
+        if not text and reply.template is not None:
+            text = reply.template.name
+        if not text:
+            return DeliveryResult(
+                accepted=False,
+                state=DeliveryState.FAILED,
+                error_code="empty_text",
+                error_message="Telegram cannot send an empty message",
+            )
+        if not re.fullmatch(r"-?[0-9]{1,20}", reply.to):
+            return DeliveryResult(
+                accepted=False,
+                state=DeliveryState.FAILED,
+                error_code="bad_chat_id",
+                error_message=f"not a Telegram chat id: {reply.to[:40]!r}",
+            )
+        try:
+            async with asyncio.timeout(self._timeout * 2 + 1):
+                bot = await self._ready()
+                sent = await bot.send_message(chat_id=int(reply.to), text=text[:MAX_TEXT])
+        except TimeoutError:
+            raise TransientSendError("provider timed out", code="timeout") from None
+        except RetryAfter as exc:
+            raise TransientSendError(
+                "flood control", _retry_after_seconds(exc), code="429"
+            ) from None
+        except ChatMigrated as exc:
+            return DeliveryResult(
+                accepted=False,
+                state=DeliveryState.FAILED,
+                error_code="chat_migrated",
+                error_message=f"chat moved to {exc.new_chat_id}",
+            )
+        except TimedOut:
+            raise TransientSendError("provider timed out", code="timeout") from None
+        except (BadRequest, Forbidden, InvalidToken) as exc:
+            code = {BadRequest: "400", Forbidden: "403"}.get(type(exc), "401")
+            return DeliveryResult(
+                accepted=False,
+                state=DeliveryState.FAILED,
+                error_code=code,
+                error_message=str(exc.message)[:500],
+            )
+        except NetworkError as exc:  # connection errors, 5xx
+            raise TransientSendError(
+                f"network error: {exc.message[:200]}", code="network"
+            ) from None
+        except TelegramError as exc:
+            return DeliveryResult(
+                accepted=False,
+                state=DeliveryState.FAILED,
+                error_code=type(exc).__name__,
+                error_message=str(exc.message)[:500],
+            )
+        return DeliveryResult(
+            accepted=True, provider_id=str(sent.message_id), state=DeliveryState.SENT
+        )
+
+    async def set_webhook(self, url: str, secret: str | None = None) -> bool:
+        """Point Telegram at ``url`` with the secret-token header (for the CLI)."""
+        token = secret if secret is not None else self.settings.webhook_secret.get_secret_value()
+        try:
+            bot = await self._ready()
+            return await bot.set_webhook(
+                url=url,
+                secret_token=token,
+                allowed_updates=list(SUPPORTED_UPDATES),
+            )
+        except TelegramError as exc:
+            raise ChannelError(f"setWebhook failed: {exc.message}") from None
+
+    async def aclose(self) -> None:
+        if self._bot is not None:
+            bot, self._bot = self._bot, None
+            await bot.shutdown()
