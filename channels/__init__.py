@@ -16,6 +16,7 @@ REGISTRY: dict[str, str] = {
     "whatsapp:twilio": "channels.whatsapp_twilio:TwilioWhatsApp",
     "email:smtp": "channels.email.channel:EmailChannel",
     "portal:bantuan": "channels.portal.channel:PortalChannel",
+    "telegram:bot": "channels.telegram:TelegramChannel",
     "call:dialer": "channels.calls.callbacks:CallCenterChannel",
 }
 

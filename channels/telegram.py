@@ -29,9 +29,7 @@ import logging
 import re
 import warnings
 from datetime import timedelta
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from telegram import Bot, Update
 from telegram import Message as TgMessage
 from telegram.error import (
@@ -67,6 +65,7 @@ from hub.model import (
     OutboundReply,
     StatusUpdate,
 )
+from hub.settings import TelegramAccount
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 SUPPORTED_UPDATES = ("message", "edited_message")
@@ -74,34 +73,6 @@ MAX_TEXT = 4096  # Telegram's limit for one message's text
 
 # httpx logs every request URL at INFO, and Bot API URLs contain the bot token.
 logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-class TelegramAccount(BaseModel):
-    """One Telegram bot (one configured account)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    bot_token: SecretStr = Field(description="From @BotFather, e.g. 123456:ABC-...")
-    webhook_secret: SecretStr = Field(
-        description="Sent back by Telegram in X-Telegram-Bot-Api-Secret-Token"
-    )
-    api_base_url: str = "https://api.telegram.org"
-    unit: str = "general"
-    ack_language: Literal["id", "en"] | None = None
-
-    @field_validator("bot_token")
-    @classmethod
-    def _token_shape(cls, v: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", v.get_secret_value()):
-            raise ValueError("bot_token must look like <digits>:<token>")
-        return v
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _secret_shape(cls, v: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", v.get_secret_value()):
-            raise ValueError("webhook_secret must be 1-256 characters of A-Za-z0-9_-")
-        return v
 
 
 def telegram_identity(chat_id: int | str) -> str:

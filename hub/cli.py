@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--role", choices=["agent", "supervisor", "admin"], default="agent")
     add.add_argument("--unit", action="append", default=[], help="repeatable")
     add.add_argument("--name", default="", help="display name")
+    tg = sub.add_parser("telegram-webhook", help="point a Telegram bot at this hub (setWebhook)")
+    tg.add_argument("--config", default=DEFAULT_CONFIG)
+    tg.add_argument("account", help="the [channels.telegram.accounts.<name>] to configure")
     chk = sub.add_parser("check-config", help="validate a configuration file and exit")
     chk.add_argument("--config", default=DEFAULT_CONFIG)
     return p
@@ -172,6 +175,24 @@ async def _serve_hub(settings: Settings, roles: frozenset[str], demo: bool, fake
         await hub.stop()
 
 
+async def _set_telegram_webhook(settings: Settings, account: str) -> int:
+    """setWebhook with the account's secret token, at <public_url>/webhooks/telegram/<name>."""
+    from channels.telegram import TelegramChannel
+
+    acct = settings.channels.telegram.accounts.get(account)
+    if acct is None:
+        print(f"hub: no channels.telegram.accounts.{account} in the configuration", file=sys.stderr)
+        return 2
+    ch = TelegramChannel(account, acct)
+    url = f"{settings.hub.public_url}/webhooks/telegram/{account}"
+    try:
+        await ch.set_webhook(url, acct.webhook_secret.get_secret_value())
+    finally:
+        await ch.aclose()
+    print(f"telegram bot {account}: webhook set to {url}")
+    return 0
+
+
 def _run_user_add(settings: Settings, args: argparse.Namespace) -> int:
     """Create an account against the configured Redis (for the embedded one: start it)."""
     import getpass
@@ -219,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "user":
         return _run_user_add(settings, args)
+    if args.command == "telegram-webhook":
+        return asyncio.run(_set_telegram_webhook(settings, args.account))
     if args.command == "simulate":
         from hub.demo.simulate import run as simulate
 

@@ -81,6 +81,8 @@ def build_channels(settings: Settings) -> ChannelSet:
         (c.email, lambda a: "email:smtp", {"send_timeout_s": timeout}),
         (c.portal, lambda a: "portal:bantuan", {"default_region": region}),
         (c.call, lambda a: "call:dialer", {"send_timeout_s": timeout}),
+        (c.telegram, lambda a: "telegram:bot",
+         {"default_region": region, "send_timeout_s": timeout}),
     ]  # fmt: skip
     for section, registry_key, extra in sections:
         if not section.enabled:

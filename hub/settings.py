@@ -8,6 +8,7 @@ Secrets are ``SecretStr``: they never appear in a repr, a log line or an error m
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -304,11 +305,43 @@ class WebChannel(_Section):
     rate_per_contact_per_hour: int = Field(5, ge=1)
 
 
+class TelegramAccount(_Section):
+    """One Telegram bot (one configured account)."""
+
+    bot_token: SecretStr = Field(description="From @BotFather, e.g. 123456:ABC-...")
+    webhook_secret: SecretStr = Field(
+        description="Sent back by Telegram in X-Telegram-Bot-Api-Secret-Token"
+    )
+    api_base_url: str = "https://api.telegram.org"
+    unit: str = "general"
+    ack_language: Literal["id", "en"] | None = None
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, v: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", v.get_secret_value()):
+            raise ValueError("bot_token must look like <digits>:<token>")
+        return v
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, v: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", v.get_secret_value()):
+            raise ValueError("webhook_secret must be 1-256 characters of A-Za-z0-9_-")
+        return v
+
+
+class TelegramChannelSection(_Section):
+    enabled: bool = True
+    accounts: dict[AccountName, TelegramAccount] = Field(default_factory=dict)
+
+
 class ChannelsSection(_Section):
     whatsapp: WhatsAppChannel = Field(default_factory=WhatsAppChannel)  # type: ignore[arg-type]
     email: EmailChannel = Field(default_factory=EmailChannel)
     portal: PortalChannelSection = Field(default_factory=PortalChannelSection)
     call: CallChannel = Field(default_factory=CallChannel)
+    telegram: TelegramChannelSection = Field(default_factory=TelegramChannelSection)
     web: WebChannel | None = None  # the form is served only when [channels.web] is configured
 
 
@@ -434,6 +467,8 @@ class Settings(_Section):
             where.append((f"channels.portal.accounts.{name}.unit", portal.unit))
         for name, call in self.channels.call.accounts.items():
             where.append((f"channels.call.accounts.{name}.unit", call.unit))
+        for name, tg in self.channels.telegram.accounts.items():
+            where.append((f"channels.telegram.accounts.{name}.unit", tg.unit))
         if self.channels.web is not None:
             where.append(("channels.web.unit", self.channels.web.unit))
         for i, t in enumerate(self.api.tokens):

@@ -272,6 +272,29 @@ def spec() -> dict[str, Any]:
                 },
             }
         },
+        "/webhooks/telegram/{account}": {
+            "post": {
+                "summary": "Telegram Bot API update (setWebhook with a secret token)",
+                "tags": ["webhooks"],
+                "parameters": [
+                    ACCOUNT_PARAM,
+                    {
+                        "name": "X-Telegram-Bot-Api-Secret-Token",
+                        "in": "header",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _resp("Stored on the inbound stream", {"type": "object"}),
+                    **_errors(400, 403, 404, 413, 503),
+                },
+            }
+        },
         "/webhooks/portal/{account}": {
             "post": {
                 "summary": "bantuan.kemnaker.go.id event (request created, citizen replied)",

@@ -125,6 +125,13 @@ async def whatsapp_inbound(request: web.Request) -> web.StreamResponse:
     return web.Response(text=EMPTY_TWIML, content_type="text/xml")
 
 
+async def telegram_inbound(request: web.Request) -> web.StreamResponse:
+    got = await _accept(request, "telegram")
+    if isinstance(got, web.Response):
+        return got
+    return web.json_response({"ok": True})
+
+
 async def portal_inbound(request: web.Request) -> web.StreamResponse:
     got = await _accept(request, "portal")
     if isinstance(got, web.Response):
@@ -192,4 +199,5 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/webhooks/whatsapp/{account}", whatsapp_inbound)
     app.router.add_post("/webhooks/whatsapp/{account}/status", whatsapp_status)
     app.router.add_post("/webhooks/portal/{account}", portal_inbound)
+    app.router.add_post("/webhooks/telegram/{account}", telegram_inbound)
     app.router.add_post("/webhooks/call/{account}", call_event)
