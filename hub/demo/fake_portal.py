@@ -143,14 +143,18 @@ class FakePortal:
             await self._release.wait()
         return self._error(step.status, step.code, step.message, step.headers)
 
-    async def _reply(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
-            return self._error(401, "unauthorized", "bad bearer token", {})
+    async def _body(self, request: web.Request) -> tuple[Any, str]:
+        """The JSON body (``{}`` when unreadable) and the Idempotency-Key."""
         try:
             body = json.loads(await request.read())
         except ValueError:
             body = {}
-        key = request.headers.get("Idempotency-Key", "")
+        return body, request.headers.get("Idempotency-Key", "")
+
+    async def _reply(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return self._error(401, "unauthorized", "bad bearer token", {})
+        body, key = await self._body(request)
         record = Reply(request.match_info["request_id"], body, key, 0)
         self.requests.append(record)
         answer = await self._scripted(self.reply_script)
@@ -172,11 +176,7 @@ class FakePortal:
     async def _status(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
             return self._error(401, "unauthorized", "bad bearer token", {})
-        try:
-            body = json.loads(await request.read())
-        except ValueError:
-            body = {}
-        key = request.headers.get("Idempotency-Key", "")
+        body, key = await self._body(request)
         call = StatusCall(request.match_info["request_id"], body, key, 0)
         self.status_calls.append(call)
         answer = await self._scripted(self.status_script)
