@@ -7,7 +7,7 @@ final) or a ``TransientSendError`` (try again, maybe after ``retry_after``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -65,6 +65,36 @@ class WindowRule:
     free_text_hours: float
     template_required_outside: bool = True
     attachments: bool = False  # the channel can send files with a reply
+    # Meta's rule for Instagram: after the free-text window, a human agent (never an automatic
+    # reply) may still answer until this many hours after the citizen's last message, with
+    # the HUMAN_AGENT message tag. 0: no such extension.
+    human_agent_hours: float = 0.0
+
+
+@runtime_checkable
+class SubscriptionHandshake(Protocol):
+    """A channel whose provider proves the webhook URL with a GET first (Meta's
+    ``hub.mode=subscribe&hub.verify_token=...&hub.challenge=...``)."""
+
+    def verify_subscription(self, params: Mapping[str, str]) -> str:
+        """The body to answer 200 with (the challenge); SignatureError if the token is wrong,
+        PayloadError if the request is not a subscription handshake."""
+        ...
+
+
+@runtime_checkable
+class MediaSource(Protocol):
+    """A channel whose inbound attachments are references the hub must fetch with the
+    account's credentials (a WhatsApp Cloud media id, a Telegram file id)."""
+
+    def owns_media(self, ref: str) -> bool:
+        """Whether ``ref`` (an Attachment.url this channel produced) is fetched through it."""
+        ...
+
+    async def fetch_media(self, ref: str, max_bytes: int) -> tuple[bytes, str]:
+        """The bytes and content type; PayloadError if gone or above ``max_bytes``,
+        TransientSendError if the provider cannot answer now."""
+        ...
 
 
 @runtime_checkable

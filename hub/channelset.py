@@ -27,6 +27,10 @@ class ChannelSet:
     templates: dict[tuple[str, str], dict[str, TemplateSpec]] = field(default_factory=dict)
     ack_language: dict[tuple[str, str], str] = field(default_factory=dict)
     units: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (channel, the provider's id of our number/account) → account name: Meta sends every
+    # number's or profile's events of one app to one callback URL, so the payload, not the
+    # URL, says which account a message is for.
+    recipients: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def add(
         self,
@@ -41,6 +45,12 @@ class ChannelSet:
         if ack_language:
             self.ack_language[key] = ack_language
         self.units[key] = unit
+        for rid in getattr(channel, "recipient_ids", ()):
+            self.recipients[(channel.name, rid)] = channel.account
+
+    def account_for(self, channel: str, recipient_id: str) -> str | None:
+        """The account that owns a provider-side recipient id (phone_number_id, IG id)."""
+        return self.recipients.get((channel, recipient_id))
 
     def get(self, channel: str, account: str) -> Channel | None:
         return self._by_key.get((channel, account))
@@ -63,7 +73,9 @@ class ChannelSet:
             raise ValueError(f"template {name} needs variables: {', '.join(missing)}")
         # Twilio numbers content variables "1", "2", ... in the order the template declares.
         numbered = {str(i + 1): values[v] for i, v in enumerate(spec.variables)}
-        return Template(name=name, provider_ref=spec.provider_ref, variables=numbered)
+        return Template(
+            name=name, provider_ref=spec.provider_ref, variables=numbered, language=spec.language
+        )
 
     async def aclose(self) -> None:
         for ch in self._by_key.values():

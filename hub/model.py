@@ -118,8 +118,9 @@ class Template:
     """A provider-approved template, for channels that need one outside a window."""
 
     name: str
-    provider_ref: str  # e.g. Twilio ContentSid
+    provider_ref: str  # Twilio's ContentSid; the template's name at Meta
     variables: dict[str, str] = field(default_factory=dict)
+    language: str = ""  # Meta wants the approved language with the name ("id", "en_US")
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,9 @@ class OutboundReply:
     # Message-ID, References and Subject, say), so a reply threads in the citizen's client.
     context: dict[str, Any] = field(default_factory=dict)
     files: tuple[OutFile, ...] = ()  # attachments, read from the blob store by the sender
+    # A provider message tag the hub decided on: "HUMAN_AGENT" for an agent's Instagram reply
+    # between 24 hours and 7 days after the citizen's last message.
+    message_tag: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,9 +17,11 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
     SecretStr,
     StringConstraints,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -172,10 +174,79 @@ class TwilioWhatsAppAccount(_Section):
     templates: dict[str, ContentTemplate] = Field(default_factory=dict)
 
 
+class MetaApp(_Section):
+    """What every Meta (Graph API) channel account needs: the app that receives the webhooks
+    and the token that sends."""
+
+    access_token: SecretStr = Field(min_length=8, description="System-user access token")
+    app_secret: SecretStr = Field(
+        min_length=8, description="The app's secret: signs X-Hub-Signature-256"
+    )
+    verify_token: SecretStr = Field(
+        min_length=8, description="Chosen by us, typed into the app's webhook settings"
+    )
+    api_base_url: str = Field("https://graph.facebook.com", pattern=r"^https?://")
+    api_version: Annotated[str, StringConstraints(pattern=r"^v[0-9]+\.[0-9]+$")] = "v21.0"
+    max_media_bytes: int = Field(16 * 1024 * 1024, ge=1024)
+    unit: str = "general"
+    ack_language: Literal["id", "en"] | None = None
+
+
+class CloudTemplate(_Section):
+    """An approved WhatsApp message template at Meta, sent by name and language."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,512}$")]
+    language: str = Field("id", pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$")
+    description: str = ""
+    variables: list[str] = Field(default_factory=list, description="body parameters, in order")
+
+
+class CloudWhatsAppAccount(MetaApp):
+    """A WhatsApp number on Meta's Cloud API (the second provider beside Twilio)."""
+
+    provider: Literal["cloud"]
+    number: str = Field(description="The WhatsApp number in E.164, for display and matching")
+    phone_number_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,30}$")]
+    templates: dict[str, CloudTemplate] = Field(default_factory=dict)
+
+
+def _whatsapp_provider(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return str(value.get("provider", "twilio"))
+    return str(getattr(value, "provider", "twilio"))
+
+
+WhatsAppAccount = Annotated[
+    Annotated[TwilioWhatsAppAccount, Tag("twilio")] | Annotated[CloudWhatsAppAccount, Tag("cloud")],
+    Discriminator(_whatsapp_provider),
+]
+
+
 class WhatsAppChannel(_Section):
     enabled: bool = True
     window_hours: float = Field(24.0, gt=0)
-    accounts: dict[AccountName, TwilioWhatsAppAccount] = Field(default_factory=dict)
+    accounts: dict[AccountName, WhatsAppAccount] = Field(default_factory=dict)
+
+
+class InstagramAccount(MetaApp):
+    """An Instagram professional account (@ppid.kemnaker) through the Messenger Platform."""
+
+    ig_account_id: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,30}$")] = Field(
+        description="The account's Instagram id: entry.id and recipient.id in webhooks"
+    )
+    username: str = ""
+    window_hours: float = Field(24.0, gt=0)
+    human_agent_hours: float = Field(
+        168.0,
+        ge=0,
+        description="Agents may answer until this long after the citizen's last message with "
+        "the HUMAN_AGENT tag (the app needs that permission); 0 turns it off",
+    )
+
+
+class InstagramChannelSection(_Section):
+    enabled: bool = True
+    accounts: dict[AccountName, InstagramAccount] = Field(default_factory=dict)
 
 
 class EmailAccount(_Section):
@@ -342,6 +413,7 @@ class ChannelsSection(_Section):
     portal: PortalChannelSection = Field(default_factory=PortalChannelSection)
     call: CallChannel = Field(default_factory=CallChannel)
     telegram: TelegramChannelSection = Field(default_factory=TelegramChannelSection)
+    instagram: InstagramChannelSection = Field(default_factory=InstagramChannelSection)
     web: WebChannel | None = None  # the form is served only when [channels.web] is configured
 
 
