@@ -216,6 +216,7 @@ def _whatsapp_provider(value: Any) -> str:
     return str(getattr(value, "provider", "twilio"))
 
 
+UNION_TAGS = frozenset({"twilio", "cloud"})
 WhatsAppAccount = Annotated[
     Annotated[TwilioWhatsAppAccount, Tag("twilio")] | Annotated[CloudWhatsAppAccount, Tag("cloud")],
     Discriminator(_whatsapp_provider),
@@ -585,7 +586,10 @@ def apply_env_overrides(tree: dict[str, Any], environ: Mapping[str, str]) -> dic
 def _describe(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        # A tagged union (WhatsApp's providers) puts its tag in the path: the user never
+        # wrote it, so leave it out.
+        parts = [str(p) for p in e["loc"] if p not in UNION_TAGS]
+        key = ".".join(parts) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check its spelling and section)"
