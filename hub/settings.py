@@ -588,7 +588,12 @@ def _describe(err: ValidationError) -> str:
     for e in err.errors():
         # A tagged union (WhatsApp's providers) puts its tag in the path: the user never
         # wrote it, so leave it out.
-        parts = [str(p) for p in e["loc"] if p not in UNION_TAGS]
+        loc = [str(p) for p in e["loc"]]
+        parts = [
+            p
+            for i, p in enumerate(loc)
+            if not (p in UNION_TAGS and i >= 2 and loc[i - 2] == "accounts")
+        ]
         key = ".".join(parts) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
