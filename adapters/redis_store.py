@@ -247,6 +247,76 @@ class RedisStore:
         items, _ = await pipe.execute()
         return [as_text(i) for i in items]
 
+    # -- what a channel reports besides messages: echoes, retractions, linked identities --
+
+    async def record_outbound(
+        self, cid: str, entry_id: str, record: dict[str, Any], at_ms: int, author: str
+    ) -> tuple[bool, str]:
+        """An outbound message sent outside the hub, on the contact's current ticket (the
+        open one, else the latest, else a new resolved one). Idempotent on ``entry_id``."""
+        r = await self.scripts.record_outbound(
+            keys=[keys.contact(cid)],
+            args=[
+                "",
+                entry_id,
+                json.dumps(record, ensure_ascii=False),
+                at_ms,
+                author,
+                record.get("channel", ""),
+                record.get("account", ""),
+            ],
+        )
+        return bool(int(r[0])), as_text(r[1])
+
+    async def recent_outbound(self, cid: str, limit: int = 20) -> list[dict[str, str]]:
+        """The last outbound entries of the contact's current ticket, newest first, with
+        their text: how an echo that beat the send's answer is recognised as the hub's own."""
+        n = await self.redis.get(f"{keys.contact(cid)}:open")
+        if n is None:
+            return []
+        log = await self.redis.lrange(keys.ticket_log(cid, as_text(n)), -limit, -1)
+        pipe = self.redis.pipeline(transaction=False)
+        for eid in log:
+            pipe.hgetall(keys.entry(cid, as_text(eid)))
+        out = []
+        for eid, row in zip(reversed(log), reversed(await pipe.execute()), strict=True):
+            fields = {as_text(k): as_text(v) for k, v in row.items()}
+            if fields.get("dir") != "out":
+                continue
+            body = json.loads(fields.get("json") or "{}")
+            out.append(
+                {
+                    "id": as_text(eid),
+                    "state": fields.get("state", ""),
+                    "at": fields.get("at", "0"),
+                    "channel": str(body.get("channel", "")),
+                    "text": str(body.get("text", "")),
+                    "provider_id": fields.get("provider_id", ""),
+                }
+            )
+        return out
+
+    async def retract_message(
+        self, cid: str, dedupe_key: str, now_ms: int
+    ) -> tuple[str, str, bool] | None:
+        """Blank a message the citizen deleted; (message id, ticket n, changed now)."""
+        r = await self.scripts.retract_message(keys=[keys.contact(cid)], args=[dedupe_key, now_ms])
+        if not r:
+            return None
+        return as_text(r[0]), as_text(r[1]), bool(int(r[2]))
+
+    async def link_identity(self, cid: str, identity: str) -> str:
+        """Give ``identity`` to ``cid`` unless a contact has it; the contact that owns it.
+        Two idempotent steps (the identity key and the contact live on different slots)."""
+        if await self.redis.set(keys.identity(identity), cid, nx=True):
+            await self.redis.sadd(keys.contact_identities(cid), identity)
+            return cid
+        owner = await self.redis.get(keys.identity(identity))
+        owner_id = as_text(owner) if owner is not None else cid
+        if owner_id == cid:  # a retry after the first step: finish the second
+            await self.redis.sadd(keys.contact_identities(cid), identity)
+        return owner_id
+
     # -- tickets -------------------------------------------------------------------------
 
     async def resolve_ticket_ref(self, ref: str) -> str | None:
@@ -463,7 +533,12 @@ class RedisStore:
 
 def _identity_view(ident: str) -> dict[str, Any]:
     kind, _, value = ident.partition(":")
-    reachable = {"phone": ["whatsapp", "call"], "email": ["email"]}.get(kind, [])
+    reachable = {
+        "phone": ["whatsapp", "call"],
+        "email": ["email"],
+        "telegram": ["telegram"],
+        "instagram": ["instagram"],
+    }.get(kind, [])
     return {"kind": kind, "value": value, "channels": reachable}
 
 
@@ -473,6 +548,9 @@ def _timeline_entry(eid: str, row: dict[str, str], with_raw: bool) -> dict[str, 
         body.pop("raw", None)
     entry: dict[str, Any] = {"id": eid, "direction": row.get("dir", ""), **body}
     entry["at"] = datetime.fromtimestamp(int(float(row.get("at", "0"))) / 1000, UTC).isoformat()
+    if "retracted_at" in row:
+        at = int(row["retracted_at"]) / 1000
+        entry["retracted_at"] = datetime.fromtimestamp(at, UTC).isoformat()
     if row.get("dir") == "out":
         for f in (
             "state",

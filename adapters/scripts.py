@@ -64,6 +64,8 @@ class Scripts:
         "queue_release",
         "queue_renew",
         "queue_expire",
+        "record_outbound",
+        "retract_message",
     )
 
     def __init__(self, redis: AnyRedis) -> None:

@@ -14,6 +14,8 @@ from channels.base import Channel
 
 REGISTRY: dict[str, str] = {
     "whatsapp:twilio": "channels.whatsapp_twilio:TwilioWhatsApp",
+    "whatsapp:cloud": "channels.whatsapp_cloud:CloudWhatsApp",
+    "instagram:meta": "channels.instagram:InstagramChannel",
     "email:smtp": "channels.email.channel:EmailChannel",
     "portal:bantuan": "channels.portal.channel:PortalChannel",
     "telegram:bot": "channels.telegram:TelegramChannel",

@@ -18,7 +18,7 @@ import structlog
 
 from hub import logging as hub_logging
 from hub.runtime import ROLES
-from hub.settings import ConfigError, Settings, load_settings
+from hub.settings import ConfigError, Settings, TwilioWhatsAppAccount, load_settings
 
 DEFAULT_CONFIG = "config/hub.toml"
 
@@ -112,6 +112,7 @@ async def serve(settings: Settings, roles: frozenset[str], demo: bool) -> None:
         accounts = {
             a.account_sid: a.auth_token.get_secret_value()
             for a in settings.channels.whatsapp.accounts.values()
+            if isinstance(a, TwilioWhatsAppAccount)
         }
         fake = FakeTwilio(accounts, auto_callbacks=("sent", "delivered", "read"))
         await fake.start(settings.demo.fake_twilio_port)

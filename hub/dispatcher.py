@@ -36,6 +36,7 @@ from hub.queue import QueueService
 from hub.routing import Router
 from hub.search import SearchDoc, SearchPort
 from hub.settings import DispatcherSection
+from hub.side_events import SIDE_KINDS, SideEvents
 
 log = structlog.get_logger("hub.dispatcher")
 TRIM_EVERY_S = 60.0
@@ -94,6 +95,7 @@ class Dispatcher:
         self.metrics = metrics
         self.heartbeat = 0.0
         self._stop = asyncio.Event()
+        self.side = SideEvents(store, events)
 
     async def run(self) -> None:
         for g in self.groups:
@@ -242,8 +244,26 @@ class Dispatcher:
             await self.ack.ensure(a, m, number)
 
     async def apply(self, msgs: Sequence[Message]) -> list[Applied]:
-        """Correlate and store; every step is idempotent, so a retry converges."""
-        cids = await self.store.resolve_contacts([m.sender for m in msgs])
+        """Correlate and store; every step is idempotent, so a retry converges. Side events
+        (echoes, retractions, reactions) follow the batch's messages: a retraction may name a
+        message of the same batch."""
+        all_cids = await self.store.resolve_contacts([m.sender for m in msgs])
+        side = [(c, m) for c, m in zip(all_cids, msgs, strict=True) if m.kind in SIDE_KINDS]
+        if side:
+            pairs = [
+                (c, m) for c, m in zip(all_cids, msgs, strict=True) if m.kind not in SIDE_KINDS
+            ]
+            cids, msgs = [c for c, _ in pairs], [m for _, m in pairs]
+        else:
+            cids = all_cids
+        applied = await self._apply_messages(cids, msgs) if msgs else []
+        for cid, m in side:
+            outcome = await self.side.apply(cid, m)
+            self.metrics.dispatched.labels(outcome.split(":")[0]).inc()
+            log.info("side_event.applied", channel=m.channel, message_id=m.id, outcome=outcome)
+        return applied
+
+    async def _apply_messages(self, cids: Sequence[str], msgs: Sequence[Message]) -> list[Applied]:
         items = await self._routes(cids, msgs)
         applied = await self.store.apply_messages(items, self.opt.reopen_window_ms)
         await self.store.remember_threads(
@@ -276,6 +296,9 @@ class Dispatcher:
                 acks.setdefault(a.message_id, (a, m, number))
         if acks:  # concurrently: each is a few round trips, independent of the others
             await asyncio.gather(*(self._ensure_ack(*item) for item in acks.values()))
+        for a, m in zip(applied, msgs, strict=True):
+            if m.meta.get("shared_phone_is_sender") == "true":
+                await self.side.link_shared_phone(a.contact_id, a.ticket_id, m)
         await self._announce(applied, msgs, tickets)
         return applied
 

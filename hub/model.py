@@ -166,3 +166,6 @@ class DeliveryResult:
     # Ids a later inbound message may quote to name this reply's thread (an e-mail's
     # Message-ID): the hub maps them to the ticket.
     thread_hints: tuple[str, ...] = ()
+    # The provider ids of the further parts when the channel had to split the reply
+    # (Instagram's 1000-character limit): their echoes and read receipts name this reply too.
+    part_ids: tuple[str, ...] = ()

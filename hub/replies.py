@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+from channels.base import WindowRule
 from hub.channelset import ChannelSet
 from hub.clock import Clock
 from hub.errors import Refusal
@@ -32,19 +33,45 @@ class Window:
     last_inbound_at: float | None
     free_text_hours: float
     now: float
+    human_agent_hours: float = 0.0
+
+    def _left(self, hours: float) -> float:
+        if self.last_inbound_at is None:
+            return 0.0
+        return max(0.0, self.last_inbound_at + hours * 3600 - self.now)
 
     @property
     def seconds_left(self) -> float:
-        if self.last_inbound_at is None:
-            return 0.0
-        return max(0.0, self.last_inbound_at + self.free_text_hours * 3600 - self.now)
+        return self._left(self.free_text_hours)
 
     @property
     def open(self) -> bool:
         return self.seconds_left > 0
 
+    @property
+    def human_agent_seconds_left(self) -> float:
+        """After the free window, how long a human agent may still answer (tagged)."""
+        if self.human_agent_hours <= self.free_text_hours:
+            return 0.0
+        return self._left(self.human_agent_hours)
+
+    @property
+    def mode(self) -> str:
+        """open: anyone may write; human_agent: only an agent, tagged HUMAN_AGENT; closed."""
+        if self.open:
+            return "open"
+        if self.human_agent_seconds_left > 0:
+            return "human_agent"
+        return "closed"
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "open": self.open, "seconds_left": int(self.seconds_left)}
+        return {
+            **asdict(self),
+            "open": self.open,
+            "mode": self.mode,
+            "seconds_left": int(self.seconds_left),
+            "human_agent_seconds_left": int(self.human_agent_seconds_left),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +103,34 @@ class ReplyService:
         channel, account = fields.get("reply_channel", ""), fields.get("reply_account", "")
         ch = self.channels.get(channel, account)
         hours = ch.window.free_text_hours if ch is not None else 0.0
+        human = ch.window.human_agent_hours if ch is not None else 0.0
         last = fields.get("last_inbound_at")
         return Window(
-            channel, account, float(last) / 1000 if last else None, hours, self.clock.now()
+            channel, account, float(last) / 1000 if last else None, hours, self.clock.now(), human
+        )
+
+    @staticmethod
+    def _tag_outside_window(rule: WindowRule, window: Window, kind: str) -> str:
+        """Past the free window of a channel with a human-agent extension (Instagram): an agent may
+        answer within the extension, tagged HUMAN_AGENT; nobody may after it, and automatic
+        replies never may (Meta's rule, and the ministry's: a machine does not chase a
+        citizen days later)."""
+        if window.mode == "human_agent" and kind == "agent":
+            return "HUMAN_AGENT"
+        if window.mode == "human_agent":
+            raise ReplyRefused(
+                "window_closed",
+                f"only a human agent may answer on {window.channel} after "
+                f"{rule.free_text_hours:g} hours",
+                window=window.as_dict(),
+            )
+        limit = max(rule.free_text_hours, rule.human_agent_hours)
+        raise ReplyRefused(
+            "window_closed",
+            f"the citizen last wrote on {window.channel} more than {limit:g} hours ago: "
+            "the channel no longer accepts replies; reach the citizen on another channel "
+            "or wait until they write again",
+            window=window.as_dict(),
         )
 
     async def _via(self, tid: str, fields: dict[str, str], via: str) -> dict[str, str]:
@@ -169,6 +221,8 @@ class ReplyService:
                     window=window.as_dict(),
                     templates=sorted(self.channels.templates.get((channel, account), {})),
                 )
+            if not window.open and ch.window.human_agent_hours > 0:
+                record["message_tag"] = self._tag_outside_window(ch.window, window, kind)
             record["text"] = text
         if attachments:
             if not ch.window.attachments:

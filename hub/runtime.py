@@ -53,7 +53,7 @@ from hub.replies import ReplyService
 from hub.routing import Router
 from hub.search import SearchPort
 from hub.sender import Sender, SenderOptions, StatusService
-from hub.settings import Settings
+from hub.settings import ContentTemplate, Settings
 from hub.status_mirror import StatusMirror
 from hub.ticket_actions import TicketActions
 
@@ -62,9 +62,15 @@ ROLES = frozenset({"web", "dispatcher", "sender", "intake"})
 
 
 def _templates(acct: Any) -> dict[str, TemplateSpec]:
-    """An account's approved templates (WhatsApp's Content API), if its channel has any."""
+    """An account's approved templates (Twilio's Content API, Meta's message templates)."""
     return {
-        name: TemplateSpec(name, t.content_sid, t.description, t.language, tuple(t.variables))
+        name: TemplateSpec(
+            name,
+            t.content_sid if isinstance(t, ContentTemplate) else t.name,
+            t.description,
+            t.language,
+            tuple(t.variables),
+        )
         for name, t in getattr(acct, "templates", {}).items()
     }
 
@@ -83,6 +89,7 @@ def build_channels(settings: Settings) -> ChannelSet:
         (c.call, lambda a: "call:dialer", {"send_timeout_s": timeout}),
         (c.telegram, lambda a: "telegram:bot",
          {"default_region": region, "send_timeout_s": timeout}),
+        (c.instagram, lambda a: "instagram:meta", {"send_timeout_s": timeout}),
     ]  # fmt: skip
     for section, registry_key, extra in sections:
         if not section.enabled:

@@ -193,6 +193,7 @@ class Sender:
             automatic=rec.get("kind") == "auto",
             context=rec.get("context") or {},
             files=await self._files(rec),
+            message_tag=str(rec.get("message_tag", "")),
         )
         try:
             result = await ch.send(reply)
@@ -200,7 +201,8 @@ class Sender:
             await self._retry_or_dead(channel, group, e, cid, rid, claim.attempts, exc)
             return
         if result.accepted:
-            await self.store.map_provider_id(ch.name, result.provider_id, cid, rid)
+            for pid in (result.provider_id, *result.part_ids):
+                await self.store.map_provider_id(ch.name, pid, cid, rid)
             if result.thread_hints and reply.ticket_id:
                 await self.store.remember_threads((h, reply.ticket_id) for h in result.thread_hints)
             await self.store.set_reply_state(

@@ -18,7 +18,7 @@ import aiohttp
 from twilio.request_validator import RequestValidator
 
 from hub.demo.fake_portal import make_event, signed_headers
-from hub.settings import Settings
+from hub.settings import Settings, TwilioWhatsAppAccount
 
 NAMES = [
     "Siti Rahayu",
@@ -132,7 +132,11 @@ async def run(
     account: str | None = None,
     seed: int | None = None,
 ) -> list[int]:
-    accounts = settings.channels.whatsapp.accounts
+    accounts = {
+        n: a
+        for n, a in settings.channels.whatsapp.accounts.items()
+        if isinstance(a, TwilioWhatsAppAccount)
+    }
     name = account or next(iter(accounts))
     acct = accounts[name]
     path = f"/webhooks/whatsapp/{name}"

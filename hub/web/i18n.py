@@ -253,9 +253,18 @@ ID: dict[str, str] = {
     "reply.template_auto": "{var} diisi otomatis",
     "reply.no_templates": "Tidak ada templat yang disetujui untuk nomor ini.",
     "reply.closed_ticket": "Tiket ditutup; balasan tidak bisa dikirim.",
-    "window.open": "Jendela WhatsApp terbuka",
-    "window.closing": "Jendela WhatsApp segera tertutup",
-    "window.closed": "Jendela WhatsApp tertutup",
+    "window.open": "Jendela {channel} terbuka",
+    "window.closing": "Jendela {channel} segera tertutup",
+    "window.closed": "Jendela {channel} tertutup",
+    "window.human": "{channel}: hanya balasan petugas (tag HUMAN_AGENT)",
+    "window.human_help": (
+        "Sudah lebih dari 24 jam sejak pesan terakhir pelapor: Instagram hanya menerima balasan "
+        "yang ditulis petugas (dikirim dengan tag HUMAN_AGENT), sampai 7 hari setelah pesan itu."
+    ),
+    "window.closed_final": (
+        "Sudah lebih dari 7 hari sejak pesan terakhir pelapor di {channel}: kanal ini tidak "
+        "lagi menerima balasan. Hubungi pelapor lewat kanal lain atau tunggu ia menulis lagi."
+    ),
     "window.left": "sisa {time}",
     "window.closed_help": (
         "Sudah lebih dari 24 jam sejak pesan terakhir pelapor: hanya templat yang disetujui "
@@ -603,9 +612,19 @@ EN: dict[str, str] = {
     "reply.template_auto": "{var} is filled in for you",
     "reply.no_templates": "No approved templates for this number.",
     "reply.closed_ticket": "The ticket is closed; replies cannot be sent.",
-    "window.open": "WhatsApp window open",
-    "window.closing": "WhatsApp window closing soon",
-    "window.closed": "WhatsApp window closed",
+    "window.open": "{channel} window open",
+    "window.closing": "{channel} window closing soon",
+    "window.closed": "{channel} window closed",
+    "window.human": "{channel}: agents' replies only (HUMAN_AGENT tag)",
+    "window.human_help": (
+        "More than 24 hours have passed since the citizen's last message: Instagram accepts only "
+        "replies an agent writes (sent with the HUMAN_AGENT tag), until 7 days after it."
+    ),
+    "window.closed_final": (
+        "More than 7 days have passed since the citizen's last message on {channel}: the "
+        "channel no longer accepts replies. Reach the citizen on another channel or wait "
+        "until they write again."
+    ),
     "window.left": "{time} left",
     "window.closed_help": (
         "More than 24 hours have passed since the citizen's last message: only approved "

@@ -32,6 +32,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         404: "Not found",
         409: "Conflict with the ticket's state or channel rules",
         413: "Body too large",
+        405: "Not possible for this account",
         422: "Cannot be processed as asked",
         503: "Store unavailable; retry",
     }
@@ -226,31 +227,69 @@ def console_paths() -> dict[str, Any]:
     }
 
 
+META_SIGNATURE: dict[str, Any] = {
+    "name": "X-Hub-Signature-256",
+    "in": "header",
+    "required": False,
+    "description": "sha256=<hex HMAC-SHA256(app secret, raw body)> (Meta accounts)",
+    "schema": {"type": "string"},
+}
+
+
+def _meta_handshake(product: str) -> dict[str, Any]:
+    query = [
+        {"name": name, "in": "query", "required": True, "schema": {"type": "string"}}
+        for name in ("hub.mode", "hub.verify_token", "hub.challenge")
+    ]
+    return {
+        "summary": f"{product} webhook subscription check (Meta's handshake)",
+        "tags": ["webhooks"],
+        "parameters": [ACCOUNT_PARAM, *query],
+        "responses": {
+            "200": {
+                "description": "hub.challenge, echoed",
+                "content": {"text/plain": {"schema": {"type": "string"}}},
+            },
+            **_errors(400, 403, 404, 405),
+        },
+    }
+
+
 def spec() -> dict[str, Any]:
     obj = {"type": "object"}
     paths: dict[str, Any] = {
         "/webhooks/whatsapp/{account}": {
+            "get": _meta_handshake("WhatsApp Cloud API"),
             "post": {
-                "summary": "Twilio WhatsApp inbound message",
+                "summary": "WhatsApp inbound: Twilio (form, X-Twilio-Signature) or the Cloud "
+                "API (JSON, X-Hub-Signature-256), by the account's provider",
                 "tags": ["webhooks"],
                 "parameters": [
                     ACCOUNT_PARAM,
                     {
                         "name": "X-Twilio-Signature",
                         "in": "header",
-                        "required": True,
+                        "required": False,
                         "schema": {"type": "string"},
                     },
+                    META_SIGNATURE,
                 ],
-                "requestBody": {"required": True, "content": FORM},
+                "requestBody": {
+                    "required": True,
+                    "content": {**FORM, "application/json": {"schema": {"type": "object"}}},
+                },
                 "responses": {
                     "200": {
-                        "description": "Stored on the inbound stream (empty TwiML)",
-                        "content": {"text/xml": {"schema": {"type": "string"}}},
+                        "description": "Stored on the inbound stream (Twilio: empty TwiML; "
+                        "Cloud API: a JSON count)",
+                        "content": {
+                            "text/xml": {"schema": {"type": "string"}},
+                            "application/json": {"schema": {"type": "object"}},
+                        },
                     },
                     **_errors(400, 403, 404, 413, 503),
                 },
-            }
+            },
         },
         "/webhooks/whatsapp/{account}/status": {
             "post": {
@@ -271,6 +310,23 @@ def spec() -> dict[str, Any]:
                     **_errors(400, 403, 404, 413, 503),
                 },
             }
+        },
+        "/webhooks/instagram/{account}": {
+            "get": _meta_handshake("Instagram"),
+            "post": {
+                "summary": "Instagram messaging webhook (messages, echoes, deletions, reactions, "
+                "reads; several events per delivery)",
+                "tags": ["webhooks"],
+                "parameters": [ACCOUNT_PARAM, {**META_SIGNATURE, "required": True}],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                "responses": {
+                    "200": _resp("Stored on the inbound stream", {"type": "object"}),
+                    **_errors(400, 403, 404, 413, 503),
+                },
+            },
         },
         "/webhooks/telegram/{account}": {
             "post": {

@@ -6,15 +6,24 @@ reason), 413 too large, 503 when the message cannot be stored (so the provider r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from urllib.parse import parse_qsl
 
 import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from channels.base import Channel, InboundRequest, PayloadError, SignatureError
+from channels.base import (
+    Channel,
+    InboundRequest,
+    PayloadError,
+    SignatureError,
+    SubscriptionHandshake,
+)
 from channels.calls import events as call_events
 from hub.call_events import handle_call_event
+from hub.model import Message
 from hub.web.common import HUB, error
 
 log = structlog.get_logger("hub.webhooks")
@@ -101,7 +110,8 @@ async def _accept(request: web.Request, channel: str) -> web.Response | int:
     except PayloadError as exc:
         return _malformed(request, channel, exc)
     try:
-        for msg in parsed.messages:
+        for parsed_msg in parsed.messages:
+            msg = _for_its_account(request, parsed_msg)
             entry = await hub.publisher.publish(msg)
             hub.metrics.inbound.labels(msg.channel, msg.account).inc()
             log.info(
@@ -118,11 +128,60 @@ async def _accept(request: web.Request, channel: str) -> web.Response | int:
     return len(parsed.messages)
 
 
+def _for_its_account(request: web.Request, msg: Message) -> Message:
+    """Meta sends every number's (or profile's) events of one app to one callback URL: the
+    payload's recipient id, not the URL, names the account. Unknown ids stay where they
+    arrived (the signature proved they are the app's)."""
+    rid = msg.meta.get("recipient_id", "")
+    if not rid:
+        return msg
+    owner = request.app[HUB].channels.account_for(msg.channel, rid)
+    if owner is None or owner == msg.account:
+        return msg
+    return replace(msg, account=owner)
+
+
 async def whatsapp_inbound(request: web.Request) -> web.StreamResponse:
     got = await _accept(request, "whatsapp")
     if isinstance(got, web.Response):
         return got
-    return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+    account = request.match_info["account"]
+    ch = request.app[HUB].channels.get("whatsapp", account)
+    if getattr(ch, "provider", "") == "twilio":
+        return web.Response(text=EMPTY_TWIML, content_type="text/xml")
+    return web.json_response({"accepted": got})
+
+
+async def instagram_inbound(request: web.Request) -> web.StreamResponse:
+    got = await _accept(request, "instagram")
+    if isinstance(got, web.Response):
+        return got
+    return web.json_response({"accepted": got})
+
+
+def _handshake(channel: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        """Meta's subscription check: echo hub.challenge when hub.verify_token is ours."""
+        hub = request.app[HUB]
+        account = request.match_info["account"]
+        ch = hub.channels.get(channel, account)
+        if ch is None:
+            hub.metrics.webhook_rejected.labels(channel, "unknown_account").inc()
+            return error(404, "unknown_account", f"no {channel} account {account!r} on this hub")
+        if not isinstance(ch, SubscriptionHandshake):
+            return error(405, "no_handshake", f"{channel}/{account} takes no subscription GET")
+        try:
+            challenge = ch.verify_subscription(dict(request.query))
+        except SignatureError as exc:
+            hub.metrics.webhook_rejected.labels(channel, "signature").inc()
+            log.warning("webhook.handshake_refused", channel=channel, account=account)
+            return error(403, "bad_verify_token", str(exc))
+        except PayloadError as exc:
+            return error(400, "malformed_handshake", str(exc))
+        log.info("webhook.subscribed", channel=channel, account=account)
+        return web.Response(text=challenge, content_type="text/plain")
+
+    return handler
 
 
 async def telegram_inbound(request: web.Request) -> web.StreamResponse:
@@ -197,6 +256,9 @@ async def call_event(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     app.router.add_post("/webhooks/whatsapp/{account}", whatsapp_inbound)
+    app.router.add_get("/webhooks/whatsapp/{account}", _handshake("whatsapp"))
+    app.router.add_post("/webhooks/instagram/{account}", instagram_inbound)
+    app.router.add_get("/webhooks/instagram/{account}", _handshake("instagram"))
     app.router.add_post("/webhooks/whatsapp/{account}/status", whatsapp_status)
     app.router.add_post("/webhooks/portal/{account}", portal_inbound)
     app.router.add_post("/webhooks/telegram/{account}", telegram_inbound)

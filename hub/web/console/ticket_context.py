@@ -17,16 +17,25 @@ CLOSING_S = 2 * 3600
 
 
 async def _window(view: View, tid: str) -> dict[str, Any]:
+    """The reply window as the header shows it; ``human`` is Instagram's extension, where the
+    countdown runs to the hard close."""
     window = await view.hub.replies.window(tid)
-    left = int(window.seconds_left)
-    wstate = "closed" if left <= 0 else "closing" if left < CLOSING_S else "open"
+    if window.mode == "human_agent":
+        left, wstate = int(window.human_agent_seconds_left), "human"
+    else:
+        left = int(window.seconds_left)
+        wstate = "closed" if left <= 0 else "closing" if left < CLOSING_S else "open"
     hh, rest = divmod(max(0, left), 3600)
+    channel_label = view.label("channel", window.channel)
     return {
         "state": wstate,
-        "label": view.t(f"window.{wstate}"),
+        "label": view.t(f"window.{wstate}", channel=channel_label),
         "seconds_left": left,
         "left_text": f"{hh:02d}:{rest // 60:02d}:{rest % 60:02d}",
         "channel": window.channel,
+        "channel_label": channel_label,
+        # Channels without a real window (e-mail, Telegram, the portal) show no badge.
+        "shown": window.free_text_hours < 24 * 365,
     }
 
 
@@ -95,21 +104,31 @@ def _canned(view: View, values: Mapping[str, str]) -> list[dict[str, str]]:
 def _composer(
     view: View, ticket: Mapping[str, Any], header: Mapping[str, Any], name: str
 ) -> dict[str, Any]:
-    """Free text, an approved template (WhatsApp window closed) or nothing (ticket closed)."""
+    """Free text (tagged HUMAN_AGENT in Instagram's extension), an approved template (WhatsApp
+    window closed) or nothing (ticket closed, or Instagram past its 7 days)."""
     ch, acct = str(ticket.get("reply_channel", "")), str(ticket.get("reply_account", ""))
     channel = view.hub.channels.get(ch, acct)
+    window_closed = header["window"]["state"] == "closed" and channel is not None
     needs_template = (
-        header["window"]["state"] == "closed"
-        and channel is not None
-        and channel.window.template_required_outside
+        window_closed and channel is not None and channel.window.template_required_outside
     )
+    past_final = window_closed and channel is not None and channel.window.human_agent_hours > 0
     closed = header["status"] == "closed"
     values = {"name": name, "ticket_number": header["number"],
               "agent": view.me.display_name or view.me.name}  # fmt: skip
     canned = _canned(view, values)
     asked = view.request.query.get("canned", "")
     return {
-        "mode": "closed_ticket" if closed else "template" if needs_template else "text",
+        "mode": (
+            "closed_ticket"
+            if closed
+            else "closed_window"
+            if past_final
+            else "template"
+            if needs_template
+            else "text"
+        ),
+        "human_agent": header["window"]["state"] == "human",
         "can_attach": channel is not None and channel.window.attachments,
         "templates": _templates(view, ch, acct),
         "canned": canned,

@@ -330,7 +330,7 @@
     }
   }
 
-  /* ---- WhatsApp window countdown --------------------------------------------------- */
+  /* ---- reply window countdown (WhatsApp 24 h, Instagram 24 h + 7 days) --------------------------------------------------- */
 
   var countdownTimer = null;
   function pad(n) { return (n < 10 ? "0" : "") + n; }
@@ -345,7 +345,7 @@
     var startState = header.dataset.windowState;
     function tick() {
       var s = Math.max(0, Math.round((deadline - Date.now()) / 1000));
-      var state = s <= 0 ? "closed" : s < 7200 ? "closing" : "open";
+      var state = s <= 0 ? "closed" : startState === "human" ? "human" : s < 7200 ? "closing" : "open";
       badge.className = "window window-" + state;
       $(".wlabel", badge).textContent = badge.dataset["label" + state.charAt(0).toUpperCase() + state.slice(1)];
       var leftEl = $(".wleft", badge);
@@ -355,8 +355,8 @@
           : "";
       }
       var mode = composer ? composer.dataset.mode : "";
-      var wantsTemplate = state === "closed";
-      if (composer && mode !== "closed_ticket" && (mode === "template") !== wantsTemplate) {
+      var mismatch = state === "closed" ? mode === "text" : (mode === "template" || mode === "closed_window");
+      if (composer && mode !== "closed_ticket" && mismatch) {
         $("#window-notice").hidden = false;   // the form on screen no longer fits the window
       }
       if (s <= 0 && startState === "closed") { clearInterval(countdownTimer); }
