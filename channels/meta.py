@@ -69,6 +69,8 @@ def load_json_object(body: bytes, expected_object: str) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise PayloadError("body is not JSON") from None
+    except RecursionError:
+        raise PayloadError("body is nested too deeply") from None
     if not isinstance(data, dict):
         raise PayloadError("body must be a JSON object")
     if data.get("object") != expected_object:

@@ -213,6 +213,11 @@ class Sender:
             self.metrics.sends.labels(channel, "sent").inc()
             bound.info("reply.sent", provider_id=result.provider_id)
         else:
+            # A reply refused half-way (Instagram's later part) still owns the parts that
+            # went out: their echoes and read receipts must name it.
+            for pid in (result.provider_id, *result.part_ids):
+                if pid:
+                    await self.store.map_provider_id(ch.name, pid, cid, rid)
             await self.store.set_reply_state(
                 cid,
                 rid,

@@ -542,6 +542,8 @@ class Settings(_Section):
             where.append((f"channels.call.accounts.{name}.unit", call.unit))
         for name, tg in self.channels.telegram.accounts.items():
             where.append((f"channels.telegram.accounts.{name}.unit", tg.unit))
+        for name, ig in self.channels.instagram.accounts.items():
+            where.append((f"channels.instagram.accounts.{name}.unit", ig.unit))
         if self.channels.web is not None:
             where.append(("channels.web.unit", self.channels.web.unit))
         for i, t in enumerate(self.api.tokens):

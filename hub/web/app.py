@@ -12,6 +12,7 @@ from hub.web import (
     console_api,
     demo_page,
     live_api,
+    media_api,
     openapi,
     ops,
     search_api,
@@ -31,6 +32,7 @@ def build_app(hub: Hub, demo: bool = False) -> web.Application:
     auth.setup(app)
     webhooks.setup(app)
     api.setup(app)
+    media_api.setup(app)
     console_api.setup(app)
     console.setup(app)
     webform.setup(app)  # after the console: shares its static route and templates

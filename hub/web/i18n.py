@@ -309,6 +309,18 @@ ID: dict[str, str] = {
     "ev.merged": "{actor} menggabungkan tiket {number} ke tiket ini",
     "ev.merged_into": "{actor} menggabungkan tiket ini ke {number}",
     "ev.other": "{actor}: {type}",
+    "ev.message_retracted": "Pelapor menghapus pesannya di {channel}",
+    "ev.reaction": "Pelapor memberi reaksi {emoji} di {channel}",
+    "ev.reaction_removed": "Pelapor menghapus reaksinya di {channel}",
+    "ev.identity_linked": (
+        "Pelapor membagikan nomor teleponnya di {channel}; nomor itu kini tercatat pada kontak ini"
+    ),
+    "ev.contact_linked": (
+        "Pelapor membagikan nomor teleponnya di {channel}; "
+        "kontak ini digabung ke kontak pemilik nomor itu"
+    ),
+    "ticket.retracted": "Pesan ini dihapus oleh pelapor.",
+    "ticket.external": "Dikirim dari aplikasi {channel}",
     # search
     "search.title": "Cari tiket",
     "search.q": "Kata kunci",
@@ -666,6 +678,18 @@ EN: dict[str, str] = {
     "ev.merged": "{actor} merged ticket {number} into this one",
     "ev.merged_into": "{actor} merged this ticket into {number}",
     "ev.other": "{actor}: {type}",
+    "ev.message_retracted": "The citizen deleted their message on {channel}",
+    "ev.reaction": "The citizen reacted {emoji} on {channel}",
+    "ev.reaction_removed": "The citizen removed their reaction on {channel}",
+    "ev.identity_linked": (
+        "The citizen shared their phone number on {channel}; it is now on this contact"
+    ),
+    "ev.contact_linked": (
+        "The citizen shared their phone number on {channel}; "
+        "this contact was merged into that number's contact"
+    ),
+    "ticket.retracted": "The citizen deleted this message.",
+    "ticket.external": "Sent from the {channel} app",
     "search.title": "Search tickets",
     "search.q": "Search",
     "search.q_hint": "Ticket number (KMN-2026-000123), phone, e-mail, name or words",

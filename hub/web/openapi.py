@@ -522,6 +522,36 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": _resp("Changed", obj), **_errors(400, 401, 404, 409)},
             }
         },
+        "/api/v1/tickets/{ticket}/messages/{message}/attachments/{index}": {
+            "get": {
+                "summary": "A citizen's attachment, fetched from the provider or the blob store "
+                "(downloaded unless it is plain image, audio or video)",
+                "tags": ["tickets"],
+                "parameters": [
+                    TICKET_PARAM,
+                    {
+                        "name": "message",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 80},
+                    },
+                    {
+                        "name": "index",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "pattern": "^[0-9]{1,3}$"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+                    },
+                    "302": {"description": "A public provider URL"},
+                    **_errors(401, 404, 503),
+                },
+            }
+        },
         "/api/v1/contacts/{contact}": {
             "get": {
                 "summary": "A contact with every identity and ticket",

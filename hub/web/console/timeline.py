@@ -9,9 +9,11 @@ from typing import Any
 
 from hub.web.console.fmt import iso_s, numbers, safe_url
 from hub.web.console.view import View
+from hub.web.media_api import attachment_path
 
 PENDING_STATES = ("queued", "sending", "retrying", "sent")
 MERGE_EVENTS = {"merged": "from", "merged_into": "into"}
+CHANNEL_EVENTS = frozenset({"message_retracted", "reaction", "identity_linked", "contact_linked"})
 
 
 async def _event_label(view: View, e: Mapping[str, Any], refs: Mapping[str, str]) -> str:
@@ -31,6 +33,11 @@ async def _event_label(view: View, e: Mapping[str, Any], refs: Mapping[str, str]
                  priority=view.label("priority", str(e.get("priority", ""))))  # fmt: skip
     if kind == "category":
         return t("ev.category", actor=actor, category=str(e.get("category", "")) or "—")
+    if kind in CHANNEL_EVENTS:
+        channel = view.label("channel", str(e.get("channel", "")))
+        if kind == "reaction" and e.get("action") == "unreact":
+            kind = "reaction_removed"
+        return t(f"ev.{kind}", channel=channel, emoji=str(e.get("emoji", "")))
     if kind in MERGE_EVENTS:
         other = str(e.get(MERGE_EVENTS[kind], ""))
         return t(f"ev.{kind}", actor=actor, number=refs.get(other, other))
@@ -39,11 +46,15 @@ async def _event_label(view: View, e: Mapping[str, Any], refs: Mapping[str, str]
     return t("ev.other", actor=actor, type=kind)
 
 
-def _incoming(view: View, e: Mapping[str, Any]) -> dict[str, Any]:
+def _incoming(view: View, e: Mapping[str, Any], tid: str) -> dict[str, Any]:
+    """A citizen's message. Attachments link to the provider's public URL, or else to the
+    hub, which fetches them with the account's credentials (a media id, a stored file)."""
+    source = str(e.get("from_ticket") or tid)
     attachments = [
         {"name": str(a.get("name") or a.get("content_type") or view.t("ticket.attachment")),
-         "type": str(a.get("content_type", "")), "url": safe_url(a.get("url"))}
-        for a in e.get("attachments") or []
+         "type": str(a.get("content_type", "")),
+         "url": safe_url(a.get("url")) or attachment_path(source, str(e.get("id", "")), i)}
+        for i, a in enumerate(e.get("attachments") or [])
         if isinstance(a, dict)
     ]  # fmt: skip
     loc = e.get("location") if isinstance(e.get("location"), dict) else None
@@ -60,6 +71,7 @@ def _incoming(view: View, e: Mapping[str, Any]) -> dict[str, Any]:
         "channel": view.label("channel", str(e.get("channel", ""))),
         "attachments": attachments,
         "location": location,
+        "retracted": bool(e.get("retracted")),
     }
 
 
@@ -68,7 +80,11 @@ async def _outgoing(view: View, e: Mapping[str, Any]) -> dict[str, Any]:
     tpl = e.get("template") if isinstance(e.get("template"), dict) else None
     return {
         "kind": "out",
-        "author": await view.display(str(e.get("author", ""))),
+        "author": (
+            view.t("ticket.external", channel=view.label("channel", str(e.get("channel", ""))))
+            if e.get("kind") == "external"
+            else await view.display(str(e.get("author", "")))
+        ),
         "auto": e.get("kind") == "auto",
         "state": state,
         "state_label": view.label("state", state),
@@ -79,10 +95,12 @@ async def _outgoing(view: View, e: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _kind(view: View, e: Mapping[str, Any], refs: Mapping[str, str]) -> dict[str, Any]:
+async def _kind(
+    view: View, e: Mapping[str, Any], refs: Mapping[str, str], tid: str
+) -> dict[str, Any]:
     direction = e.get("direction")
     if direction == "in":
-        return _incoming(view, e)
+        return _incoming(view, e, tid)
     if direction == "out":
         return await _outgoing(view, e)
     if e.get("type") == "note":
@@ -115,6 +133,6 @@ async def timeline(view: View, ticket: Mapping[str, Any]) -> list[dict[str, Any]
             "text": str(e.get("text") or ""),
             "from_ref": refs.get(source, source) if source else "",
         }
-        item.update(await _kind(view, e, refs))
+        item.update(await _kind(view, e, refs, str(ticket.get("id", ""))))
         items.append(item)
     return items
