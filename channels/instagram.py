@@ -27,6 +27,8 @@ Identity: ``instagram:{IGSID}``, the Instagram-scoped id of the citizen (the sen
 citizen event, the recipient of an echo); ``meta["recipient_id"]`` is our side's Instagram id.
 One Meta app may serve several Instagram accounts through one callback URL, so an event for a
 sibling account is parsed like our own and labelled with its recipient id; the hub routes it.
+``raw`` is the whole body when the delivery holds one message, else the event's own JSON: a
+batch must not copy every citizen's words into every message (nor keep a deleted one's).
 
 Sending: ``POST /{version}/{ig_account_id}/messages`` (never ``me``) with the access token,
 ``messaging_type`` RESPONSE, or MESSAGE_TAG with ``tag`` HUMAN_AGENT when the hub says an agent
@@ -34,7 +36,8 @@ answers after the 24-hour window (up to ``human_agent_hours``). Instagram takes 
 characters a message, so a longer reply goes out in parts, each cut at its last blank line,
 else line break, else sentence end in its second half (no tiny parts), else its last space;
 mid-word only inside a word longer than the limit. The reply's provider id is the first
-part's, and a failure after the first part is final (``partial:k/n``) so the hub never sends
+part's, the others are its ``part_ids`` (their echoes and reads name the same reply), and a
+failure after the first part is final (``partial:k/n``) so the hub never sends
 the delivered parts twice. Templates do not exist on Instagram. Graph refusals map through
 ``channels.meta.GraphError``: retryable codes raise TransientSendError, the rest are a FAILED
 result with Meta's ``code/subcode`` (``10/2018278``: outside the allowed window, ``551``: the
@@ -45,9 +48,11 @@ Settings: ``channels.instagram.accounts.<name>`` (``hub.settings.InstagramAccoun
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from channels.base import (
@@ -239,6 +244,19 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     return parts
 
 
+def _own_raw(event: dict[str, Any]) -> str:
+    """One event's own JSON: a delivery of many events must not copy every citizen's text
+    into every message (and a deleted message's text must leave with it)."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+
+def _whole_body_if_alone(out: ParsedInbound, raw: str) -> ParsedInbound:
+    """A delivery of one message keeps the exact bytes Meta signed, for the audit trail."""
+    if len(out.messages) == 1:
+        out.messages[0] = replace(out.messages[0], raw=raw)
+    return out
+
+
 def _failed(code: str, message: str, *delivered: str) -> DeliveryResult:
     """A refusal; ``delivered`` are the ids of parts that did go out (their echoes and read
     receipts still name this reply)."""
@@ -310,8 +328,9 @@ class InstagramChannel:
                 if _opt_str(change, "field", cwhere) in MESSAGING_FIELDS:
                     events.append((f"{cwhere}.value", change.get("value")))
             for ewhere, event in events:
-                self._event(_obj(event, ewhere), ewhere, entry_id, raw, received_at, out)
-        return out
+                obj = _obj(event, ewhere)
+                self._event(obj, ewhere, entry_id, _own_raw(obj), received_at, out)
+        return _whole_body_if_alone(out, raw)
 
     def parse_status(self, request: InboundRequest) -> StatusUpdate:
         raise PayloadError("Instagram has no status callback: read receipts come as webhooks")

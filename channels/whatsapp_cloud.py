@@ -35,13 +35,16 @@ undeliverable, 190 bad token, ...) is a FAILED result with Meta's code.
 Settings: ``channels.whatsapp.accounts.<name>`` with ``provider = "cloud"``
 (``CloudWhatsAppAccount``): phone_number_id, number, access_token, app_secret, verify_token,
 api_base_url, api_version, max_media_bytes, templates.
+``raw`` is the whole body when the delivery holds one message, else the message's own JSON.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from channels.base import (
@@ -248,6 +251,8 @@ class CloudWhatsApp:
                     continue  # template, quality, account updates: not for the inbox
                 value = _obj(change.get("value"), f"{cwhere}.value")
                 self._change(value, waba_id, raw, received_at, f"{cwhere}.value", out)
+        if len(out.messages) == 1:  # alone, it keeps the exact bytes Meta signed
+            out.messages[0] = replace(out.messages[0], raw=raw)
         return out
 
     def parse_status(self, request: InboundRequest) -> StatusUpdate:
@@ -289,9 +294,9 @@ class CloudWhatsApp:
             base_meta["waba_id"] = waba_id
         for k, raw_msg in enumerate(messages):
             mwhere = f"{where}.messages[{k}]"
-            out.messages.append(
-                self._message(_obj(raw_msg, mwhere), names, base_meta, raw, received_at, mwhere)
-            )
+            obj = _obj(raw_msg, mwhere)
+            own = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+            out.messages.append(self._message(obj, names, base_meta, own, received_at, mwhere))
         for k, raw_status in enumerate(statuses):
             swhere = f"{where}.statuses[{k}]"
             status = self._status(_obj(raw_status, swhere), swhere)

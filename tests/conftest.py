@@ -21,7 +21,7 @@ from redis import Redis as SyncRedis
 
 from adapters.redis_server import free_port
 from hub.demo.fake_twilio import FakeTwilio
-from hub.settings import Settings
+from hub.settings import Settings, TwilioWhatsAppAccount
 from tests.helpers import HubHarness, make_settings
 
 REDIS_BIN = shutil.which("redis-server")
@@ -93,7 +93,8 @@ def settings_for(
     def build(**overrides: Any) -> Settings:
         s = make_settings(redis_url, fake_twilio.base_url, tmp_path, **overrides)
         for acct in s.channels.whatsapp.accounts.values():
-            fake_twilio.accounts[acct.account_sid] = acct.auth_token.get_secret_value()
+            if isinstance(acct, TwilioWhatsAppAccount):
+                fake_twilio.accounts[acct.account_sid] = acct.auth_token.get_secret_value()
         return s
 
     return build

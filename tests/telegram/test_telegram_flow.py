@@ -60,3 +60,78 @@ async def test_update_becomes_ticket_and_the_ack_goes_back(
     [call] = bot.sent
     assert call.params["chat_id"] == str(update["message"]["chat"]["id"])
     assert t["number"] in call.params["text"]
+
+
+def _contact_update(update_id: int, phone: str, own: bool) -> dict[str, Any]:
+    update = json.loads((FIXTURES / "contact.json").read_text())
+    update["update_id"] = update_id
+    update["message"]["message_id"] = update_id % 10_000
+    update["message"]["contact"]["phone_number"] = phone
+    if not own:  # a friend's card: Telegram names that friend, not the sender
+        update["message"]["contact"]["user_id"] = 999_111
+    return update
+
+
+def _text_update(update_id: int, text: str) -> dict[str, Any]:
+    update = json.loads((FIXTURES / "text.json").read_text())
+    update["update_id"] = update_id
+    update["message"]["message_id"] = update_id % 10_000
+    update["message"]["text"] = text
+    update["message"]["from"]["id"] = update["message"]["chat"]["id"] = 777001
+    return update
+
+
+async def test_sharing_their_own_phone_joins_the_phones_contact(hub: HubHarness) -> None:
+    """A citizen known by phone (WhatsApp) who shares that number on Telegram is one
+    contact: the Telegram identity joins the phone's contact, and later Telegram messages
+    land there. Sharing a friend's card links nothing."""
+    from tests.helpers import inbound_params
+
+    assert (await hub.post_whatsapp(inbound_params("THR belum dibayar", phone="+6281234567890")))[
+        0
+    ] == 200
+    await hub.drain_inbound()
+    [wa] = await hub.tickets(channel="whatsapp")
+    phone_contact = wa["id"].rsplit(".", 1)[0]
+
+    assert await _post(hub, _text_update(910_000_001, "Halo dari Telegram")) == 200
+    assert await _post(hub, _contact_update(910_000_002, "+62 812-9999-0000", own=False)) == 200
+    await hub.drain_inbound()
+    [tg] = await hub.tickets(channel="telegram")
+    tg_contact = tg["id"].rsplit(".", 1)[0]
+    assert tg_contact != phone_contact
+    assert await hub.hub.store.find_contact("phone:+6281299990000") is None  # a friend's
+
+    assert await _post(hub, _contact_update(910_000_003, "6281234567890", own=True)) == 200
+    await hub.drain_inbound()
+    assert await hub.hub.store.find_contact("telegram:777001") == phone_contact
+    full = await hub.ticket(tg["id"])
+    assert [m["type"] for m in full["messages"] if m.get("type") == "contact_linked"] == [
+        "contact_linked"
+    ]
+    assert await _post(hub, _text_update(910_000_004, "Sudah ada kabar?")) == 200
+    await hub.drain_inbound()
+    status, contact = await hub.api("GET", f"/api/v1/contacts/{phone_contact}")
+    assert status == 200
+    kinds = sorted(i["kind"] for i in contact["identities"])
+    assert kinds == ["phone", "telegram"]
+    assert tg["id"] in contact["tickets"]  # the Telegram history comes along
+
+
+async def test_sharing_an_unknown_own_phone_adds_it_to_the_contact(hub: HubHarness) -> None:
+    from tests.helpers import inbound_params
+
+    assert await _post(hub, _contact_update(920_000_001, "081355550000", own=True)) == 200
+    await hub.drain_inbound()
+    [tg] = await hub.tickets(channel="telegram")
+    cid = tg["id"].rsplit(".", 1)[0]
+    assert await hub.hub.store.find_contact("phone:+6281355550000") == cid
+    assert (await hub.post_whatsapp(inbound_params("Halo", phone="+6281355550000")))[0] == 200
+    await hub.drain_inbound()
+    [t] = await hub.tickets()  # WhatsApp finds the same citizen, and their open ticket
+    assert t["id"] == tg["id"]
+    full = await hub.ticket(t["id"])
+    assert [m["channel"] for m in full["messages"] if m["direction"] == "in"] == [
+        "telegram",
+        "whatsapp",
+    ]
