@@ -18,7 +18,13 @@ import structlog
 
 from hub import logging as hub_logging
 from hub.runtime import ROLES
-from hub.settings import ConfigError, Settings, TwilioWhatsAppAccount, load_settings
+from hub.settings import (
+    CloudWhatsAppAccount,
+    ConfigError,
+    Settings,
+    TwilioWhatsAppAccount,
+    load_settings,
+)
 
 DEFAULT_CONFIG = "config/hub.toml"
 
@@ -77,8 +83,13 @@ def _banner(settings: Settings, demo: bool, fake_url: str, redis_url: str) -> st
         f"  metrics:          {base}/metrics",
         f"  redis:            {redis_url}",
     ]
-    for name in settings.channels.whatsapp.accounts:
+    c = settings.channels
+    for name in c.whatsapp.accounts:
         lines.append(f"  WhatsApp webhook: {h.public_url}/webhooks/whatsapp/{name}")
+    for name in c.instagram.accounts:
+        lines.append(f"  Instagram hook:   {h.public_url}/webhooks/instagram/{name}")
+    for name in c.telegram.accounts:
+        lines.append(f"  Telegram webhook: {h.public_url}/webhooks/telegram/{name}")
     if settings.channels.web is not None and settings.channels.web.enabled:
         lines.append(f"  complaint form:   {base}/lapor   (status: {base}/lapor/status)")
     if demo:
@@ -102,12 +113,42 @@ def _banner(settings: Settings, demo: bool, fake_url: str, redis_url: str) -> st
     return "\n".join(lines) + "\n"
 
 
+async def _chat_fakes(settings: Settings) -> list[Any]:
+    """The demo's stand-ins for Meta's Graph API and Telegram's Bot API, when accounts use
+    them: they answer sends and, like Meta, post signed statuses and echoes back."""
+    from hub.demo.fake_graph import FakeGraph, WebhookTarget
+    from hub.demo.fake_telegram import FakeTelegram
+
+    c, public = settings.channels, settings.hub.public_url
+    fakes: list[Any] = []
+    cloud = [(n, a) for n, a in c.whatsapp.accounts.items() if isinstance(a, CloudWhatsAppAccount)]
+    meta = [*cloud, *c.instagram.accounts.items()]
+    if meta:
+        graph = FakeGraph({a.access_token.get_secret_value() for _, a in meta})
+        for name, a in cloud:
+            graph.webhooks[a.phone_number_id] = WebhookTarget(
+                f"{public}/webhooks/whatsapp/{name}", a.app_secret.get_secret_value()
+            )
+        for name, ig in c.instagram.accounts.items():
+            graph.webhooks[ig.ig_account_id] = WebhookTarget(
+                f"{public}/webhooks/instagram/{name}", ig.app_secret.get_secret_value()
+            )
+        await graph.start(settings.demo.fake_graph_port)
+        fakes.append(graph)
+    if c.telegram.accounts:
+        bot = FakeTelegram({a.bot_token.get_secret_value() for a in c.telegram.accounts.values()})
+        await bot.start(settings.demo.fake_telegram_port)
+        fakes.append(bot)
+    return fakes
+
+
 async def serve(settings: Settings, roles: frozenset[str], demo: bool) -> None:
     from hub.demo.fake_portal import FakePortal
     from hub.demo.fake_twilio import FakeTwilio
 
     fake: FakeTwilio | None = None
     portal: FakePortal | None = None
+    chat_fakes: list[Any] = []
     if demo:
         accounts = {
             a.account_sid: a.auth_token.get_secret_value()
@@ -120,9 +161,12 @@ async def serve(settings: Settings, roles: frozenset[str], demo: bool) -> None:
         if settings.channels.portal.enabled and portals:  # one fake for the first account
             portal = FakePortal(next(iter(portals.values())).api_token.get_secret_value())
             await portal.start(settings.demo.fake_portal_port)
+        chat_fakes = await _chat_fakes(settings)
     try:
         await _serve_hub(settings, roles, demo, fake)
     finally:
+        for chat_fake in chat_fakes:
+            await chat_fake.stop()
         if portal is not None:
             await portal.stop()
         if fake is not None:

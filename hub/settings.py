@@ -429,6 +429,8 @@ class DemoUser(_Section):
 class DemoSection(_Section):
     fake_twilio_port: int = Field(8090, ge=0, le=65535)
     fake_portal_port: int = Field(8091, ge=0, le=65535)
+    fake_graph_port: int = Field(8092, ge=0, le=65535, description="WhatsApp Cloud, Instagram")
+    fake_telegram_port: int = Field(8093, ge=0, le=65535)
     citizens: int = Field(5, ge=0, le=1000)
     users: list[DemoUser] = Field(default_factory=list)
 

@@ -73,6 +73,8 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
     """`python -m hub run --demo` (what `make run` starts) shows tickets and acks within
     seconds, and SIGTERM stops the hub and its embedded Redis."""
     port, fake_port, portal_port = free_port(), free_port(), free_port()
+    graph_port, bot_port = free_port(), free_port()
+    graph_url, bot_url = f"http://127.0.0.1:{graph_port}", f"http://127.0.0.1:{bot_port}"
     env = {
         **os.environ,
         "HUB__HUB__LISTEN_PORT": str(port),
@@ -84,6 +86,11 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
         "HUB__CHANNELS__WHATSAPP__ACCOUNTS__WA2__API_BASE_URL": f"http://127.0.0.1:{fake_port}",
         "HUB__DEMO__FAKE_PORTAL_PORT": str(portal_port),
         "HUB__CHANNELS__PORTAL__ACCOUNTS__BANTUAN__API_BASE_URL": f"http://127.0.0.1:{portal_port}",
+        "HUB__DEMO__FAKE_GRAPH_PORT": str(graph_port),
+        "HUB__DEMO__FAKE_TELEGRAM_PORT": str(bot_port),
+        "HUB__CHANNELS__WHATSAPP__ACCOUNTS__CLOUD__API_BASE_URL": graph_url,
+        "HUB__CHANNELS__INSTAGRAM__ACCOUNTS__PPID__API_BASE_URL": graph_url,
+        "HUB__CHANNELS__TELEGRAM__ACCOUNTS__KEMNAKER__API_BASE_URL": bot_url,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -111,9 +118,11 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
                         items = (await r.json())["items"]
                 except aiohttp.ClientError:
                     return None
-                if len(items) < 5:
+                if len(items) < 7:  # 5 on WhatsApp, one on Telegram, one on Instagram
                     return None
                 for t in items:
+                    if t["channel"] != "whatsapp":
+                        continue
                     async with s.get(f"{base}/api/v1/tickets/{t['id']}") as r:
                         full = await r.json()
                     outs = [m for m in full["messages"] if m["direction"] == "out"]
@@ -122,7 +131,9 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
                 return items
 
             items = await eventually(acks_read, limit_s=30, every_s=0.2)
-            assert len(items) == 5
+            assert (
+                sorted(t["channel"] for t in items) == ["instagram", "telegram"] + ["whatsapp"] * 5
+            )
 
             async def portal_joined() -> list[str] | None:
                 """The fake portal's request joins a WhatsApp citizen's ticket (no 6th ticket)."""
@@ -130,14 +141,27 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
                     async with s.get(f"{base}/api/v1/tickets/{t['id']}") as r:
                         full = await r.json()
                     inbound = [m["channel"] for m in full["messages"] if m["direction"] == "in"]
-                    if inbound.count("portal") == 2:
+                    accounts = {m["account"] for m in full["messages"] if m["direction"] == "in"}
+                    if inbound.count("portal") == 2 and "cloud" in accounts:
                         return inbound
                 return None
 
             inbound = await eventually(portal_joined, limit_s=15, every_s=0.2)
             assert "whatsapp" in inbound
             async with s.get(base + "/api/v1/tickets") as r:
-                assert len((await r.json())["items"]) == 5
+                assert len((await r.json())["items"]) == 7
+
+            async def telegram_linked() -> bool:
+                """The Telegram citizen shared their WhatsApp phone: one contact now."""
+                [tg] = [t for t in items if t["channel"] == "telegram"]
+                async with s.get(f"{base}/api/v1/tickets/{tg['id']}") as r:
+                    full = await r.json()
+                return any(m.get("type") == "contact_linked" for m in full["messages"])
+
+            await eventually(telegram_linked, limit_s=15, every_s=0.2)
+            async with s.get(f"{graph_url}/_fake/sent") as r:  # Instagram and Cloud API acks
+                paths = sorted(m["path"] for m in await r.json())
+            assert paths == ["/v21.0/17841400000000099/messages"]
             async with s.get(base + "/") as r:
                 page = await r.text()
             assert "KMN-2026-" in page or "KMN-" in page

@@ -1,6 +1,8 @@
 """Citizens writing to the ministry on WhatsApp, as Twilio would deliver them: signed webhooks;
 and, when a portal account is configured, one of them also opening a request on the
-bantuan.kemnaker.go.id portal (signed portal webhooks), which joins their WhatsApp ticket.
+bantuan.kemnaker.go.id portal (signed portal webhooks), which joins their WhatsApp ticket; and,
+for each chat channel configured, citizens on Telegram, Instagram and the WhatsApp Cloud API
+number (``hub.demo.simulate_chats``).
 
 Used by the demo (a first wave at start-up) and by ``python -m hub simulate``.
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass
 import aiohttp
 from twilio.request_validator import RequestValidator
 
+from hub.demo import simulate_chats as chats
 from hub.demo.fake_portal import make_event, signed_headers
 from hub.settings import Settings, TwilioWhatsAppAccount
 
@@ -155,6 +158,12 @@ async def run(
             await asyncio.sleep(0)
         if people and settings.channels.portal.enabled and settings.channels.portal.accounts:
             statuses += await portal_events(settings, hub_url, people[0], session)
+        if people:
+            base = hub_url.rstrip("/")
+            first = people[0]
+            statuses += await chats.whatsapp_cloud(settings, base, session, first.name, first.phone)
+            statuses += await chats.telegram(settings, base, session, first.name, first.phone)
+            statuses += await chats.instagram(settings, base, session)
     return statuses
 
 
