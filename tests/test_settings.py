@@ -44,7 +44,9 @@ def test_shipped_config_files_load(name: str) -> None:
     """config/demo.toml and config/hub.example.toml (placeholders included) validate."""
     s = load_settings(CONFIG / name, environ={})
     assert isinstance(s, Settings)
-    assert set(s.channels.whatsapp.accounts) == {"wa1", "wa2"}
+    assert set(s.channels.whatsapp.accounts) == {"wa1", "wa2", "cloud"}
+    assert s.channels.whatsapp.accounts["cloud"].provider == "cloud"
+    assert set(s.channels.instagram.accounts) == {"ppid"}
     assert "follow_up" in s.channels.whatsapp.accounts["wa1"].templates
     assert not s.hub.public_url.endswith("/")
 
