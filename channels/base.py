@@ -92,7 +92,8 @@ class MediaSource(Protocol):
         ...
 
     async def fetch_media(self, ref: str, max_bytes: int) -> tuple[bytes, str]:
-        """The bytes and content type; PayloadError if gone or above ``max_bytes``,
+        """The bytes and content type ("" if the provider does not say: the type recorded at
+        intake stands); PayloadError if gone or above ``max_bytes``,
         TransientSendError if the provider cannot answer now."""
         ...
 

@@ -70,6 +70,7 @@ from hub.settings import TelegramAccount
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"  # noqa: S105 - a header name
 SUPPORTED_UPDATES = ("message", "edited_message")
 MAX_TEXT = 4096  # Telegram's limit for one message's text
+FILE_PREFIX = "tg-file:"  # an attachment's url: fetched through the hub with getFile
 
 # httpx logs every request URL at INFO, and Bot API URLs contain the bot token.
 logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -184,7 +185,7 @@ class TelegramChannel:
             largest = max(tg.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
             attachments.append(
                 Attachment(
-                    url=f"tg-file:{largest.file_id}",
+                    url=f"{FILE_PREFIX}{largest.file_id}",
                     content_type="image/jpeg",
                     size=largest.file_size,
                 )
@@ -193,7 +194,7 @@ class TelegramChannel:
             d = tg.document
             attachments.append(
                 Attachment(
-                    url=f"tg-file:{d.file_id}",
+                    url=f"{FILE_PREFIX}{d.file_id}",
                     content_type=d.mime_type or "application/octet-stream",
                     name=(d.file_name or "")[:200],
                     size=d.file_size,
@@ -207,7 +208,7 @@ class TelegramChannel:
             if media is not None:
                 attachments.append(
                     Attachment(
-                        url=f"tg-file:{media.file_id}",
+                        url=f"{FILE_PREFIX}{media.file_id}",
                         content_type=getattr(media, "mime_type", None) or default_type,
                         size=media.file_size,
                     )
@@ -338,6 +339,33 @@ class TelegramChannel:
         return DeliveryResult(
             accepted=True, provider_id=str(sent.message_id), state=DeliveryState.SENT
         )
+
+    # -- media (MediaSource): a citizen's photo or document, by file id ------------------
+
+    def owns_media(self, ref: str) -> bool:
+        return ref.startswith(FILE_PREFIX)
+
+    async def fetch_media(self, ref: str, max_bytes: int) -> tuple[bytes, str]:
+        """getFile, then the file's bytes (bots may download files up to 20 MB)."""
+        file_id = ref.removeprefix(FILE_PREFIX)
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,200}", file_id):
+            raise PayloadError("not a Telegram file id")
+        try:
+            async with asyncio.timeout(self._timeout * 2 + 1):
+                bot = await self._ready()
+                tg_file = await bot.get_file(file_id)
+                if tg_file.file_size is not None and tg_file.file_size > max_bytes:
+                    raise PayloadError(f"file above {max_bytes} bytes")
+                data = bytes(await tg_file.download_as_bytearray())
+        except TimeoutError:
+            raise TransientSendError("provider timed out", code="timeout") from None
+        except (BadRequest, Forbidden, InvalidToken) as exc:
+            raise PayloadError(f"Telegram refused the file: {exc.message[:200]}") from None
+        except (NetworkError, RetryAfter) as exc:
+            raise TransientSendError(f"Telegram unavailable: {type(exc).__name__}") from None
+        if len(data) > max_bytes:
+            raise PayloadError(f"file above {max_bytes} bytes")
+        return data, ""  # Telegram does not say; the type recorded at intake stands
 
     async def set_webhook(self, url: str, secret: str | None = None) -> bool:
         """Point Telegram at ``url`` with the secret-token header (for the CLI)."""

@@ -1,7 +1,8 @@
 """A local stand-in for the Telegram Bot API that records what it is sent.
 
 It speaks the part of the real protocol the hub uses: ``/bot{token}/getMe``,
-``/bot{token}/sendMessage`` and ``/bot{token}/setWebhook`` (GET or POST, parameters as query,
+``/bot{token}/sendMessage``, ``/bot{token}/setWebhook``, ``/bot{token}/getFile`` with
+``/file/bot{token}/<file_path>`` (GET or POST, parameters as query,
 form or JSON), answering ``{"ok": true, "result": ...}`` or the API's error body
 ``{"ok": false, "error_code": ..., "description": ..., "parameters": {"retry_after": ...}}``.
 An unknown token gets 401 as from the real API. Tests script failures (429 with retry_after,
@@ -50,6 +51,7 @@ class FakeTelegram:
     calls: list[Call] = field(default_factory=list)  # every call, answered or refused
     sent: list[Call] = field(default_factory=list)  # accepted sendMessage calls only
     webhook: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)  # file_id -> bytes (getFile)
 
     def __post_init__(self) -> None:
         self.changed = asyncio.Event()
@@ -64,6 +66,7 @@ class FakeTelegram:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._dispatch)
+        app.router.add_get("/file/bot{token}/{path:.+}", self._file)
         app.router.add_get("/_fake/messages", self._list)
         return app
 
@@ -142,6 +145,20 @@ class FakeTelegram:
             return self._ok(True)
         if method == "sendMessage":
             return await self._send_message(call, bot_id)
+        if method == "getFile":
+            file_id = call.params.get("file_id", "")
+            if file_id not in self.files:
+                call.answered = 400
+                return self._error(400, "Bad Request: invalid file_id")
+            data = self.files[file_id]
+            return self._ok(
+                {
+                    "file_id": file_id,
+                    "file_unique_id": f"u{file_id}",
+                    "file_size": len(data),
+                    "file_path": f"photos/{file_id}.jpg",
+                }
+            )
         call.answered = 404
         return self._error(404, "Not Found")
 
@@ -172,6 +189,16 @@ class FakeTelegram:
                 "text": text,
             }
         )
+
+    async def _file(self, request: web.Request) -> web.Response:
+        """A file's bytes at the path getFile gave, as api.telegram.org/file/bot<token>/..."""
+        if request.match_info["token"] not in self.tokens:
+            return web.Response(status=401)
+        name = request.match_info["path"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        data = self.files.get(name)
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="image/jpeg")
 
     async def _list(self, request: web.Request) -> web.Response:
         return web.json_response(

@@ -135,3 +135,26 @@ async def test_sharing_an_unknown_own_phone_adds_it_to_the_contact(hub: HubHarne
         "telegram",
         "whatsapp",
     ]
+
+
+async def test_a_photo_is_fetched_with_getfile_when_an_agent_opens_it(
+    hub: HubHarness, bot: FakeTelegram
+) -> None:
+    from tests.helpers import AUTH
+
+    update = json.loads((FIXTURES / "photo.json").read_text())
+    photo = max(update["message"]["photo"], key=lambda p: p["width"] * p["height"])
+    bot.files[photo["file_id"]] = b"\xff\xd8\xff" + b"jpeg-bytes" * 50
+    assert await _post(hub, update) == 200
+    await hub.drain_inbound()
+    [t] = await hub.tickets()
+    [msg] = [m for m in (await hub.ticket(t["id"]))["messages"] if m["direction"] == "in"]
+    url = f"{hub.base}/api/v1/tickets/{t['id']}/messages/{msg['id']}/attachments/0"
+    assert hub.session is not None
+    async with hub.session.get(url, headers=AUTH) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"] == "image/jpeg"
+        assert await r.read() == bot.files[photo["file_id"]]
+    del bot.files[photo["file_id"]]
+    async with hub.session.get(url, headers=AUTH) as r:
+        assert r.status == 404
