@@ -5,6 +5,7 @@ echoes (the hub's own and the Instagram app's), deletions, reactions, read recei
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -336,3 +337,39 @@ async def test_one_meta_app_two_accounts_the_payload_names_the_account(
     t = await only_ticket(hub)
     assert t["account"] == "second"
     assert t["unit"] == "general"
+
+
+async def test_the_composer_follows_instagrams_window(hub: HubHarness) -> None:
+    """The ticket page says what Instagram allows: free text, agents only (HUMAN_AGENT) with
+    the time left to the hard close, then no form and the way out."""
+    from tests.test_console_pages import Browser
+
+    await hub.hub.auth.create_user("ani", "password-ani-1", "agent", ["ppid"], "Ani")
+    await post(hub, delivery(event({"mid": mid(), "text": "Halo admin"})))
+    await hub.drain_inbound()
+    t = await only_ticket(hub)
+    page = f"/console/tickets/{t['number']}"
+    ani = Browser(hub)
+    try:
+        assert (await ani.login("ani", "password-ani-1"))[0] == 303
+        _, html, _ = await ani.get(page)
+        assert 'data-mode="text"' in html
+        assert "Jendela Instagram terbuka" in html
+        assert 'id="window-human"' not in html
+
+        hub.clock.advance(30 * HOUR)
+        _, html, _ = await ani.get(page)
+        assert 'data-window-state="human"' in html
+        assert 'data-mode="text"' in html
+        assert 'id="window-human"' in html
+        assert "HUMAN_AGENT" in html
+        left = int(re.search(r'data-window-left="(\d+)"', html).group(1))  # type: ignore[union-attr]
+        assert abs(left - (168 - 30) * HOUR) <= 1  # counting down to the hard close
+
+        hub.clock.advance(7 * 24 * HOUR)
+        _, html, _ = await ani.get(page)
+        assert 'data-mode="closed_window"' in html
+        assert 'id="reply-form"' not in html
+        assert "lebih dari 7 hari" in html
+    finally:
+        await ani.close()
