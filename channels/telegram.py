@@ -141,7 +141,7 @@ class TelegramChannel:
                 raise PayloadError(f"{key} must be an object")
         try:
             update = Update.de_json(data, None)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise PayloadError(f"not a Telegram Update: {type(exc).__name__}: {exc}") from None
         tg = update.message or update.edited_message
         if tg is None:

@@ -214,14 +214,12 @@ class TwilioWhatsApp:
         location: Location | None = None
         if f.get("Latitude") or f.get("Longitude"):
             try:
-                location = Location(
-                    latitude=float(f["Latitude"]),
-                    longitude=float(f["Longitude"]),
-                    address=f.get("Address", ""),
-                    label=f.get("Label", ""),
-                )
+                lat, lon = float(f["Latitude"]), float(f["Longitude"])
             except (KeyError, ValueError):
                 raise PayloadError("Latitude and Longitude must both be numbers") from None
+            if not (-90 <= lat <= 90 and -180 <= lon <= 180):  # also false for NaN
+                raise PayloadError("Latitude or Longitude is out of range")
+            location = Location(lat, lon, address=f.get("Address", ""), label=f.get("Label", ""))
             kind = "location"
         text = f.get("Body", "")
         meta: dict[str, str] = {"to": f.get("To", "")}
@@ -260,8 +258,8 @@ class TwilioWhatsApp:
     @staticmethod
     def _attachments(f: dict[str, str]) -> tuple[Attachment, ...]:
         raw_n = f.get("NumMedia", "0") or "0"
-        if not (raw_n.isascii() and raw_n.isdigit()):
-            raise PayloadError("NumMedia is not a number")
+        if not (raw_n.isascii() and raw_n.isdigit() and len(raw_n) <= 3):
+            raise PayloadError("NumMedia is not a number (or far too large)")
         n = int(raw_n)
         if n > MAX_MEDIA:
             raise PayloadError(f"NumMedia {n} is above {MAX_MEDIA}")

@@ -34,6 +34,7 @@ Other keys are kept as strings in ``CallRecord.extra`` (and so in the message's 
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +51,8 @@ def _time(v: Any, name: str) -> float | None:
     if isinstance(v, bool):
         raise RecordError(f"bad {name}")
     if isinstance(v, int | float):
+        if not math.isfinite(v) or not 0 <= v < 10**11:
+            raise RecordError(f"{name} is not a plausible epoch")
         return float(v)
     if isinstance(v, str):
         try:
@@ -68,9 +71,12 @@ def _seconds(v: Any, name: str) -> int:
     if isinstance(v, bool) or not isinstance(v, int | float | str):
         raise RecordError(f"bad {name}")
     try:
-        return int(float(v))
+        seconds = float(v)
     except ValueError:
         raise RecordError(f"bad {name}") from None
+    if not math.isfinite(seconds) or seconds >= 10**9:
+        raise RecordError(f"{name} is not a plausible duration")
+    return int(seconds)
 
 
 class JsonlParser:
