@@ -21,6 +21,7 @@ import structlog
 
 from hub.ack import Acknowledger
 from hub.channelset import ChannelSet
+from hub.load_stats import LoadStats
 from hub.metrics import HubMetrics
 from hub.model import Message
 from hub.ports import (
@@ -81,8 +82,10 @@ class Dispatcher:
         events: EventBus,
         queue: QueueService | None = None,
         search: SearchPort | None = None,
+        stats: LoadStats | None = None,
     ) -> None:
         self.search = search
+        self.stats = stats
         self.router = router
         self.events = events
         self.queue = queue
@@ -300,6 +303,9 @@ class Dispatcher:
             if m.meta.get("shared_phone_is_sender") == "true":
                 await self.side.link_shared_phone(a.contact_id, a.ticket_id, m)
         await self._announce(applied, msgs, tickets)
+        if self.stats is not None:
+            units = {tid: t.get("unit", "general") for tid, t in tickets.items()}
+            await self.stats.record(applied, msgs, units)
         return applied
 
     async def _announce(

@@ -289,3 +289,15 @@ class UserStore(Protocol):
 
 class BlobReader(Protocol):
     async def get(self, ref: str) -> bytes: ...
+
+
+class StatsPort(Protocol):
+    """Per-minute counters and samples (``adapters/redis_stats.py``)."""
+
+    async def incr(self, metric: str, counts: Iterable[tuple[str, float, int]]) -> None: ...
+
+    async def sample(self, metric: str, values: dict[str, float], at: float) -> None: ...
+
+    async def minutes(
+        self, metric: str, since: float, until: float
+    ) -> dict[str, dict[int, float]]: ...

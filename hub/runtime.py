@@ -33,6 +33,7 @@ from adapters.redis_queue import RedisQueue
 from adapters.redis_retry_queue import RedisRetryQueue
 from adapters.redis_search import RedisSearchIndex
 from adapters.redis_server import EmbeddedRedis
+from adapters.redis_stats import RedisStats
 from adapters.redis_store import RedisStore
 from adapters.redis_users import RedisUsers
 from channels import load_channel_class
@@ -46,6 +47,7 @@ from hub.dispatcher import Dispatcher, DispatchOptions
 from hub.ids import new_id
 from hub.intake import IntakeRunner, Poller
 from hub.live import LiveFeed
+from hub.load_stats import LoadStats
 from hub.mail_intake import ImapPoller, MailIntake, SmtpListener
 from hub.metrics import HubMetrics
 from hub.queue import QueueService
@@ -162,6 +164,7 @@ class Hub:
             self.redis = Redis.from_pool(pool)  # owns the pool: aclose() closes it
         self.store = RedisStore(self.redis, s.hub.ticket_prefix, self.clock)
         self.search: SearchPort = RedisSearchIndex(self.redis)
+        self.load = LoadStats(RedisStats(self.redis))
         self.blobs = FileBlobStore(s.hub.data_dir / "blobs")
         self.publisher = InboundPublisher(self.redis, s.redis.inbound_shards)
         self.outbox = Outbox(self.redis)
@@ -207,6 +210,7 @@ class Hub:
                 self.events,
                 self.queue,
                 self.search,
+                self.load,
             )
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
             self._tasks.append(asyncio.create_task(self._keep_queue(), name="queue-keeper"))

@@ -187,6 +187,7 @@ class HubHarness:
             h.events,
             h.queue,
             h.search,
+            h.load,
         )
 
     async def drain_inbound(self, owner: str = "test-dispatcher") -> int:
