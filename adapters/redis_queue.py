@@ -65,6 +65,24 @@ class RedisQueue:
             pipe.zcard(f"{Q}:wait:{u}")
         return {u: int(n) for u, n in zip(units, await pipe.execute(), strict=True)}
 
+    async def oldest_waiting(self, units: list[str]) -> dict[str, int]:
+        """Per unit, since when (ms) its longest-waiting ticket has waited, whatever its
+        priority (scores are rank * 1e13 + since): the earliest head of the four bands."""
+        pipe = self.redis.pipeline(transaction=False)
+        for u in units:
+            for rank in range(4):
+                lo = rank * 10**13
+                pipe.zrangebyscore(
+                    f"{Q}:wait:{u}", lo, lo + 10**13 - 1, start=0, num=1, withscores=True
+                )
+        rows = await pipe.execute()
+        out: dict[str, int] = {}
+        for i, u in enumerate(units):
+            heads = [int(score) % 10**13 for band in rows[i * 4 : i * 4 + 4] for _, score in band]
+            if heads:
+                out[u] = min(heads)
+        return out
+
     async def unit_of(self, tid: str) -> str | None:
         raw = await self.redis.hget(f"{Q}:where", tid)
         return as_text(raw) if raw else None

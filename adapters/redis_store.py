@@ -24,6 +24,11 @@ from hub.ports import Applied, Claim, Route, split_ticket_id, ticket_id
 JAKARTA = ZoneInfo("Asia/Jakarta")
 STATUSES = ("open", "resolved", "closed")
 INDEXED = ("status", "channel", "unit", "assignee")
+FACT_FIELDS = (
+    "created_at", "status", "unit", "channel", "account", "priority", "category", "number",
+    "first_response_at", "first_response_by", "resolved_at", "closed_at", "reopen_count",
+    "reopened_at", "assignee", "merged_into",
+)  # fmt: skip
 
 
 class RedisStore:
@@ -169,6 +174,43 @@ class RedisStore:
                 pipe.hset(keys.ticket(cid, n), "ix", json.dumps(new, sort_keys=True))
         await pipe.execute()
         return seen
+
+    async def open_counts(self, units: Sequence[str]) -> dict[str, int]:
+        """Open tickets per unit (waiting or held), from the list indexes (one slot)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for u in units:
+            pipe.zintercard(2, [keys.ticket_index("status", "open"), keys.ticket_index("unit", u)])
+        return {u: int(n) for u, n in zip(units, await pipe.execute(), strict=True)}
+
+    async def open_ticket_facts(self, limit: int = 20_000) -> list[dict[str, str]]:
+        """The fields SLA timers need, for every open ticket (newest activity first)."""
+        tids = [
+            as_text(t)
+            for t in await self.redis.zrevrange(keys.ticket_index("status", "open"), 0, limit - 1)
+        ]
+        return await self.ticket_facts(tids)
+
+    async def ticket_facts(self, tids: Sequence[str]) -> list[dict[str, str]]:
+        """Report and SLA fields of these tickets (missing ones are skipped)."""
+        fields = FACT_FIELDS
+        out: list[dict[str, str]] = []
+        for start in range(0, len(tids), 1000):
+            chunk = tids[start : start + 1000]
+            pipe = self.redis.pipeline(transaction=False)
+            for tid in chunk:
+                cid, n = split_ticket_id(tid)
+                pipe.hmget(keys.ticket(cid, n), list(fields))
+            for tid, row in zip(chunk, await pipe.execute(), strict=True):
+                if row[0] is None:
+                    continue
+                fact = {f: as_text(v) for f, v in zip(fields, row, strict=True) if v is not None}
+                fact["id"] = tid
+                out.append(fact)
+        return out
+
+    async def tickets_created_between(self, since_ms: int, until_ms: int) -> list[str]:
+        rows = await self.redis.zrangebyscore(keys.ticket_index(), since_ms, f"({until_ms}")
+        return [as_text(r) for r in rows]
 
     # -- replies ---------------------------------------------------------------------
 

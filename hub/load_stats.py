@@ -15,7 +15,7 @@ from hub.model import Message
 from hub.ports import Applied, StatsPort
 
 INBOUND = "inbound"  # subject: channel/account
-OPENED = "opened"  # subject: channel|unit
+OPENED = "opened"  # subject: channel/account|unit
 BACKLOG = "backlog"  # subject: unit (waiting tickets), sampled
 
 Window = Literal["hour", "day", "week"]
@@ -51,9 +51,8 @@ class LoadStats:
                 continue
             inbound.append((f"{m.channel}/{m.account}", m.received_at, 1))
             if a.outcome == "new":
-                opened.append(
-                    (f"{m.channel}|{units.get(a.ticket_id, 'general')}", m.received_at, 1)
-                )
+                unit = units.get(a.ticket_id, "general")
+                opened.append((f"{m.channel}/{m.account}|{unit}", m.received_at, 1))
         if inbound:
             await self.port.incr(INBOUND, inbound)
         if opened:
