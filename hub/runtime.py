@@ -43,6 +43,7 @@ from hub.auth import AuthService
 from hub.call_intake import call_tailers
 from hub.channelset import ChannelSet, TemplateSpec
 from hub.clock import Clock, SystemClock
+from hub.dashboard import Dashboard
 from hub.dispatcher import Dispatcher, DispatchOptions
 from hub.ids import new_id
 from hub.intake import IntakeRunner, Poller
@@ -56,6 +57,7 @@ from hub.routing import Router
 from hub.search import SearchPort
 from hub.sender import Sender, SenderOptions, StatusService
 from hub.settings import ContentTemplate, Settings
+from hub.sla import SlaEngine
 from hub.status_mirror import StatusMirror
 from hub.ticket_actions import TicketActions
 
@@ -190,6 +192,14 @@ class Hub:
         self.actions = TicketActions(
             s, self.store, self.queue, self.events, self.replies, self.channels,
             status_listeners=[self.status_mirror.on_status],
+        )  # fmt: skip
+        self.sla = SlaEngine(s.sla)
+        self.dashboard = Dashboard(
+            self.store, self.queue.queue, self.load, self.ops, self.channels, self.sla,
+            self.clock, sorted(s.units),
+            [(st, keys.DISPATCH_GROUP) for st in self.inbound_streams()]
+            + [(st, keys.SEND_GROUP) for st in self.outbox_streams().values()],
+            s.console.agent_capacity, dict(s.console.channel_weights),
         )  # fmt: skip
         if "dispatcher" in self.roles:
             groups = [

@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     SecretStr,
@@ -27,6 +25,10 @@ from pydantic import (
     model_validator,
 )
 
+from hub.alerts import AlertsSection
+from hub.config_base import _Section
+from hub.sla import SlaSection
+
 ENV_PREFIX = "HUB__"
 
 AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")]
@@ -34,10 +36,6 @@ AccountName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,3
 
 class ConfigError(Exception):
     """The configuration cannot start a hub; the message names every offending key."""
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class HubSection(_Section):
@@ -528,6 +526,8 @@ class Settings(_Section):
     routing: list[RoutingRule] = Field(default_factory=list)
     console: ConsoleSection = Field(default_factory=ConsoleSection)  # type: ignore[arg-type]
     canned: dict[AccountName, CannedResponse] = Field(default_factory=dict)
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
+    sla: SlaSection = Field(default_factory=SlaSection)
 
     @model_validator(mode="after")
     def _units_exist(self) -> Settings:
@@ -550,6 +550,11 @@ class Settings(_Section):
             where.append(("channels.web.unit", self.channels.web.unit))
         for i, t in enumerate(self.api.tokens):
             where += [(f"api.tokens[{i}].units", u) for u in t.units]
+        where += [
+            (f"sla.policies[{i}].unit", p.unit)
+            for i, p in enumerate(self.sla.policies)
+            if p.unit != "*"
+        ]
         for key, unit in where:
             if unit not in self.units:
                 raise ValueError(f"{key}: unknown unit {unit!r} (units: {sorted(self.units)})")

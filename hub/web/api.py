@@ -269,8 +269,18 @@ async def upload_attachment(request: web.Request) -> web.Response:
     )
 
 
+@json_errors
+async def get_dashboard(request: web.Request) -> web.Response:
+    """The supervisors' live numbers: channels, units (backlog, oldest waiting, SLA), agents,
+    dead letters (``hub.dashboard``)."""
+    require(request, supervisor=True)
+    snap = await request.app[HUB].dashboard.snapshot()
+    return web.json_response(snap.as_dict())
+
+
 def setup(app: web.Application) -> None:
     r = app.router
+    r.add_get("/api/v1/dashboard", get_dashboard)
     r.add_post("/api/v1/attachments", upload_attachment)
     r.add_get("/api/v1/tickets", list_tickets)
     r.add_get("/api/v1/tickets/{ticket}", get_ticket)

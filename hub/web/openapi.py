@@ -522,6 +522,14 @@ def spec() -> dict[str, Any]:
                 "responses": {"200": _resp("Changed", obj), **_errors(400, 401, 404, 409)},
             }
         },
+        "/api/v1/dashboard": {
+            "get": {
+                "summary": "Live load for supervisors: per channel account, per unit (backlog, "
+                "oldest waiting, SLA at risk and breached), agents, dead letters",
+                "tags": ["supervision"],
+                "responses": {"200": _resp("The snapshot", obj), **_errors(401, 403)},
+            }
+        },
         "/api/v1/tickets/{ticket}/messages/{message}/attachments/{index}": {
             "get": {
                 "summary": "A citizen's attachment, fetched from the provider or the blob store "
