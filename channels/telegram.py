@@ -80,6 +80,16 @@ def telegram_identity(chat_id: int | str) -> str:
     return f"telegram:{chat_id}"
 
 
+def plain_bot(token: str, api_base_url: str, timeout_s: float) -> Bot:
+    """python-telegram-bot's ``Bot`` as a plain HTTP client on ``api_base_url`` (never PTB's
+    ``Application``, which wants to own the loop), with every timeout bounded."""
+    base = api_base_url.rstrip("/")
+    request = HTTPXRequest(
+        connect_timeout=timeout_s, read_timeout=timeout_s, write_timeout=timeout_s
+    )
+    return Bot(token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot", request=request)
+
+
 def _retry_after_seconds(exc: RetryAfter) -> float:
     # PTB 22.2+ warns on reading retry_after unless PTB_TIMEDELTA is set; the value is the same.
     with warnings.catch_warnings():
@@ -262,16 +272,8 @@ class TelegramChannel:
 
     def _client(self) -> Bot:
         if self._bot is None:
-            request = HTTPXRequest(
-                connect_timeout=self._timeout,
-                read_timeout=self._timeout,
-                write_timeout=self._timeout,
-            )
-            self._bot = Bot(
-                self.settings.bot_token.get_secret_value(),
-                base_url=f"{self._base}/bot",
-                base_file_url=f"{self._base}/file/bot",
-                request=request,
+            self._bot = plain_bot(
+                self.settings.bot_token.get_secret_value(), self._base, self._timeout
             )
         return self._bot
 

@@ -17,8 +17,8 @@ import asyncio
 import structlog
 from telegram import Bot
 from telegram.error import TelegramError
-from telegram.request import HTTPXRequest
 
+from channels.telegram import plain_bot
 from hub.alerts import AlertTransition, TelegramAlerts
 
 MAX_TEXT = 4096  # Telegram's limit for one message's text
@@ -62,16 +62,8 @@ class TelegramAlertNotifier:
 
     def _client(self) -> Bot:
         if self._bot is None:
-            request = HTTPXRequest(
-                connect_timeout=self._timeout,
-                read_timeout=self._timeout,
-                write_timeout=self._timeout,
-            )
-            self._bot = Bot(
-                self.settings.bot_token.get_secret_value(),
-                base_url=f"{self._base}/bot",
-                base_file_url=f"{self._base}/file/bot",
-                request=request,
+            self._bot = plain_bot(
+                self.settings.bot_token.get_secret_value(), self._base, self._timeout
             )
         return self._bot
 

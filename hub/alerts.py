@@ -26,13 +26,12 @@ from zoneinfo import ZoneInfo
 from pydantic import (
     ConfigDict,
     Field,
-    SecretStr,
     StringConstraints,
     field_validator,
     model_validator,
 )
 
-from hub.config_base import _Section
+from hub.config_base import BotToken, _Section
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
@@ -149,19 +148,12 @@ class TelegramAlerts(_Section):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     enabled: bool = False
-    bot_token: SecretStr = Field(description="From @BotFather, e.g. 123456:ABC-...")
+    bot_token: BotToken = Field(description="From @BotFather, e.g. 123456:ABC-...")
     chat_id: str = Field(
         description="The group's numeric id, e.g. -1001234567890 (add the bot to the group)"
     )
     api_base_url: str = Field(default="https://api.telegram.org", pattern=r"^https?://")
     language: Literal["id", "en"] = "id"
-
-    @field_validator("bot_token")
-    @classmethod
-    def _token_shape(cls, v: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", v.get_secret_value()):
-            raise ValueError("bot_token must look like <digits>:<token>")
-        return v
 
     @field_validator("chat_id")
     @classmethod

@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from hub.alerts import AlertsSection
-from hub.config_base import _Section
+from hub.config_base import BotToken, _Section
 from hub.sla import SlaSection
 
 ENV_PREFIX = "HUB__"
@@ -378,20 +378,13 @@ class WebChannel(_Section):
 class TelegramAccount(_Section):
     """One Telegram bot (one configured account)."""
 
-    bot_token: SecretStr = Field(description="From @BotFather, e.g. 123456:ABC-...")
+    bot_token: BotToken = Field(description="From @BotFather, e.g. 123456:ABC-...")
     webhook_secret: SecretStr = Field(
         description="Sent back by Telegram in X-Telegram-Bot-Api-Secret-Token"
     )
     api_base_url: str = "https://api.telegram.org"
     unit: str = "general"
     ack_language: Literal["id", "en"] | None = None
-
-    @field_validator("bot_token")
-    @classmethod
-    def _token_shape(cls, v: SecretStr) -> SecretStr:
-        if not re.fullmatch(r"[0-9]+:[A-Za-z0-9_-]+", v.get_secret_value()):
-            raise ValueError("bot_token must look like <digits>:<token>")
-        return v
 
     @field_validator("webhook_secret")
     @classmethod
