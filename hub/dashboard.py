@@ -3,7 +3,7 @@ unit, SLA timers at risk, agents and their load, failures waiting for a replay.
 
 One snapshot is a handful of pipelined reads (queue heads, index intersections, per-minute
 counters, stream lengths) plus the SLA timers of the open tickets, so the dashboard and the
-alert rules read the same numbers. Built on demand; callers cache it for a few seconds.
+alert rules read the same numbers. Built on demand, on each request.
 """
 
 from __future__ import annotations

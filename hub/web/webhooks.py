@@ -62,10 +62,8 @@ async def _inbound_request(request: web.Request, channel: str) -> InboundRequest
     )
 
 
-async def _verified(
-    request: web.Request, channel: str
-) -> tuple[Channel, InboundRequest] | web.Response:
-    """The account's channel and the request, once the provider's signature checks out."""
+def _account_channel(request: web.Request, channel: str) -> Channel | web.Response:
+    """The path's account of ``channel``, or the 404 that names it."""
     hub = request.app[HUB]
     account = request.match_info["account"]
     ch = hub.channels.get(channel, account)
@@ -73,13 +71,23 @@ async def _verified(
         hub.metrics.webhook_rejected.labels(channel, "unknown_account").inc()
         return error(404, "unknown_account", f"no {channel} account {account!r} on this hub")
     structlog.contextvars.bind_contextvars(channel=channel, account=account)
+    return ch
+
+
+async def _verified(
+    request: web.Request, channel: str
+) -> tuple[Channel, InboundRequest] | web.Response:
+    """The account's channel and the request, once the provider's signature checks out."""
+    ch = _account_channel(request, channel)
+    if isinstance(ch, web.Response):
+        return ch
     req = await _inbound_request(request, channel)
     if isinstance(req, web.Response):
         return req
     try:
         ch.verify(req)
     except SignatureError as exc:
-        hub.metrics.webhook_rejected.labels(channel, "signature").inc()
+        request.app[HUB].metrics.webhook_rejected.labels(channel, "signature").inc()
         log.warning("webhook.forged", reason=str(exc))
         code = "stale_signature" if exc.status == 401 else "bad_signature"
         return error(exc.status, code, str(exc))
@@ -164,10 +172,9 @@ def _handshake(channel: str) -> Callable[[web.Request], Awaitable[web.StreamResp
         """Meta's subscription check: echo hub.challenge when hub.verify_token is ours."""
         hub = request.app[HUB]
         account = request.match_info["account"]
-        ch = hub.channels.get(channel, account)
-        if ch is None:
-            hub.metrics.webhook_rejected.labels(channel, "unknown_account").inc()
-            return error(404, "unknown_account", f"no {channel} account {account!r} on this hub")
+        ch = _account_channel(request, channel)
+        if isinstance(ch, web.Response):
+            return ch
         if not isinstance(ch, SubscriptionHandshake):
             return error(405, "no_handshake", f"{channel}/{account} takes no subscription GET")
         try:
