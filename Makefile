@@ -37,7 +37,7 @@ bench: $(STAMP)
 	bench/run
 
 screenshots: $(STAMP)
-	HUB_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/pytest -q tests/browser
+	HUB_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/pytest -q tests/browser tests/test_dashboard_page.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

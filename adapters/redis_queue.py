@@ -83,6 +83,18 @@ class RedisQueue:
                 out[u] = min(heads)
         return out
 
+    async def waiting_since(self, units: list[str], limit: int = 20_000) -> dict[str, int]:
+        """Every waiting ticket (up to ``limit`` per unit, longest-waiting of each band
+        first) and since when (ms) it has waited: for backlog per channel."""
+        pipe = self.redis.pipeline(transaction=False)
+        for u in units:
+            pipe.zrange(f"{Q}:wait:{u}", 0, limit - 1, withscores=True)
+        out: dict[str, int] = {}
+        for rows in await pipe.execute():
+            for tid, score in rows:
+                out[as_text(tid)] = int(score) % 10**13
+        return out
+
     async def unit_of(self, tid: str) -> str | None:
         raw = await self.redis.hget(f"{Q}:where", tid)
         return as_text(raw) if raw else None

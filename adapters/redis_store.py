@@ -27,7 +27,7 @@ INDEXED = ("status", "channel", "unit", "assignee")
 FACT_FIELDS = (
     "created_at", "status", "unit", "channel", "account", "priority", "category", "number",
     "first_response_at", "first_response_by", "resolved_at", "closed_at", "reopen_count",
-    "reopened_at", "assignee", "merged_into",
+    "reopened_at", "assignee", "merged_into", "sla_first_response", "sla_resolution",
 )  # fmt: skip
 
 

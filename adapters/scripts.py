@@ -66,6 +66,7 @@ class Scripts:
         "queue_expire",
         "record_outbound",
         "retract_message",
+        "set_health",
     )
 
     def __init__(self, redis: AnyRedis) -> None:

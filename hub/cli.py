@@ -136,7 +136,10 @@ async def _chat_fakes(settings: Settings) -> list[Any]:
         await graph.start(settings.demo.fake_graph_port)
         fakes.append(graph)
     if c.telegram.accounts:
-        bot = FakeTelegram({a.bot_token.get_secret_value() for a in c.telegram.accounts.values()})
+        tokens = {a.bot_token.get_secret_value() for a in c.telegram.accounts.values()}
+        if settings.alerts.telegram is not None:  # the supervisors' group, same fake
+            tokens.add(settings.alerts.telegram.bot_token.get_secret_value())
+        bot = FakeTelegram(tokens)
         await bot.start(settings.demo.fake_telegram_port)
         fakes.append(bot)
     return fakes

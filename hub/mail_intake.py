@@ -24,6 +24,7 @@ from hub.metrics import HubMetrics
 from hub.ports import Publisher
 from hub.sender import StatusService
 from hub.settings import EmailAccount, SmtpIntakeSection
+from hub.source_health import IMAP, HealthReporter
 
 log = structlog.get_logger("hub.mail")
 
@@ -111,9 +112,11 @@ class ImapPoller:
 
     def __init__(
         self, intake: MailIntake, settings: EmailAccount, state: MailboxState,
-        metrics: HubMetrics,
+        metrics: HubMetrics, health: HealthReporter | None = None,
     ) -> None:  # fmt: skip
         self.name = f"email:{intake.account}"
+        self.health = health
+        self._reports: set[asyncio.Task[None]] = set()
         self.intake = intake
         self.settings = settings
         self.state = state
@@ -122,6 +125,21 @@ class ImapPoller:
 
     def _unreachable(self, mailbox: str, exc: BaseException) -> None:
         self.metrics.intake_unreachable.labels(self.name).inc()
+        detail = self.imap.last_error if self.imap is not None else type(exc).__name__
+        self._report(False, detail)
+
+    def _connected(self, mailbox: str) -> None:
+        self._report(True, "")
+
+    def _report(self, healthy: bool, detail: str) -> None:
+        """IMAP's hooks are plain callbacks; the report is a task, kept until it is done."""
+        if self.health is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.health.report(f"email/{self.intake.account}", IMAP, healthy, detail)
+        )
+        self._reports.add(task)
+        task.add_done_callback(self._reports.discard)
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
@@ -133,8 +151,9 @@ class ImapPoller:
             import_existing=s.imap_import_existing,
         )  # fmt: skip
         self.imap = ImapIntake(
-            account, self.state, self.intake.on_message, on_unreachable=self._unreachable
-        )
+            account, self.state, self.intake.on_message, on_unreachable=self._unreachable,
+            on_connected=self._connected,
+        )  # fmt: skip
         self.imap.start()
         try:
             await stop.wait()

@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+BACKLOG_GAUGES = {
+    "waiting": "Tickets waiting in the queue",
+    "open": "Open tickets (waiting or held)",
+    "oldest_waiting_seconds": "Age of the oldest waiting ticket",
+    "sla_at_risk": "Open tickets with an SLA timer at risk",
+    "sla_breached": "Open tickets with an SLA timer past due",
+    "first_response_median_seconds": "Median first-response time, tickets opened in 24 h",
+}
+
 
 class HubMetrics:
     def __init__(self) -> None:
@@ -70,3 +79,30 @@ class HubMetrics:
         self.dead_letters = Gauge(
             "hub_dead_letters", "Entries waiting in a dead-letter stream", ["stream"], registry=r
         )
+        # The supervisors' dashboard, same numbers (hub/dashboard.py), per unit and channel.
+        self.backlog: dict[str, Gauge] = {}
+        for scope, labels in (("unit", ["unit"]), ("channel", ["channel", "account"])):
+            for name, text in BACKLOG_GAUGES.items():
+                self.backlog[f"{scope}_{name}"] = Gauge(
+                    f"hub_{scope}_{name}", f"{text}, per {scope}", labels, registry=r
+                )
+        self.inbound_rate = Gauge(
+            "hub_channel_inbound_per_minute",
+            "Inbound messages per minute over the last 15 minutes",
+            ["channel", "account"],
+            registry=r,
+        )
+        self.agents = Gauge("hub_agents", "Agents by presence", ["presence"], registry=r)
+        self.agents_busy = Gauge(
+            "hub_agents_busy", "Agents online and holding at least one ticket", registry=r
+        )
+        self.agent_occupancy = Gauge(
+            "hub_agent_occupancy", "Load over capacity (0-1)", ["agent"], registry=r
+        )
+        self.alert_firing = Gauge(
+            "hub_alert_firing", "1 per firing alert", ["rule", "subject", "severity"], registry=r
+        )
+        self.source_up = Gauge(
+            "hub_source_up", "1 when the source answers, 0 when not", ["source", "kind"],
+            registry=r,
+        )  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from adapters import keys
 from adapters.blob_store import FileBlobStore
+from adapters.redis_alerts import RedisAlertStore
 from adapters.redis_bus import InboundPublisher, Outbox, StreamGroup
 from adapters.redis_events import RedisEvents
 from adapters.redis_lease import RedisLease
@@ -38,7 +40,10 @@ from adapters.redis_store import RedisStore
 from adapters.redis_users import RedisUsers
 from channels import load_channel_class
 from channels.portal.poller import PortalPoller
+from channels.telegram_alerts import TelegramAlertNotifier
 from hub.ack import Acknowledger
+from hub.alert_board import AlertBoard
+from hub.alerts import AlertEngine
 from hub.auth import AuthService
 from hub.call_intake import call_tailers
 from hub.channelset import ChannelSet, TemplateSpec
@@ -51,13 +56,15 @@ from hub.live import LiveFeed
 from hub.load_stats import LoadStats
 from hub.mail_intake import ImapPoller, MailIntake, SmtpListener
 from hub.metrics import HubMetrics
+from hub.observer import Observer
 from hub.queue import QueueService
 from hub.replies import ReplyService
 from hub.routing import Router
 from hub.search import SearchPort
 from hub.sender import Sender, SenderOptions, StatusService
 from hub.settings import ContentTemplate, Settings
-from hub.sla import SlaEngine
+from hub.sla import SlaEngine, years_without_holidays
+from hub.source_health import PORTAL, HealthReporter
 from hub.status_mirror import StatusMirror
 from hub.ticket_actions import TicketActions
 
@@ -124,6 +131,8 @@ class Hub:
         self.smtp_listener: SmtpListener | None = None
         self._mirror_stop = asyncio.Event()
         self.sender: Sender | None = None
+        self.observer: Observer | None = None
+        self.notifier: TelegramAlertNotifier | None = None
 
     @property
     def redis_url(self) -> str:
@@ -194,6 +203,13 @@ class Hub:
             status_listeners=[self.status_mirror.on_status],
         )  # fmt: skip
         self.sla = SlaEngine(s.sla)
+        missing = years_without_holidays(s.sla.hours, self.clock.now())
+        if s.sla.enabled and missing:
+            log.warning("sla.holidays_missing", years=missing,
+                        hint="add the SKB 3 Menteri holidays to [sla.hours] holidays")  # fmt: skip
+        alert_store = RedisAlertStore(self.redis)
+        self.health = HealthReporter(alert_store, self.clock)
+        self.alert_board = AlertBoard(AlertEngine(s.alerts), alert_store)
         self.dashboard = Dashboard(
             self.store, self.queue.queue, self.load, self.ops, self.channels, self.sla,
             self.clock, sorted(s.units),
@@ -224,6 +240,7 @@ class Hub:
             )
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
             self._tasks.append(asyncio.create_task(self._keep_queue(), name="queue-keeper"))
+            self._start_observer()
         if "sender" in self.roles:
             sgroups = {
                 ch: StreamGroup(self.redis, st, keys.SEND_GROUP, self.owner)
@@ -239,6 +256,7 @@ class Hub:
                 self.metrics,
                 self.events,
                 self.blobs,
+                self.health,
             )
             self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
             self._tasks.append(
@@ -267,7 +285,7 @@ class Hub:
         }  # fmt: skip
         state = RedisMailState(self.redis)
         pollers: list[Poller] = [
-            ImapPoller(intakes[name], acct, state, self.metrics)
+            ImapPoller(intakes[name], acct, state, self.metrics, self.health)
             for name, acct in mail.accounts.items()
             if acct.intake == "imap"
         ]
@@ -282,7 +300,14 @@ class Hub:
         for name, pacct in self.settings.channels.portal.accounts.items():
             ch = self.channels.get("portal", name)
             if pacct.poll and self.settings.channels.portal.enabled and ch is not None:
-                pollers.append(PortalPoller(ch, cursors, self.publisher.publish))  # type: ignore[arg-type]
+                pollers.append(
+                    PortalPoller(
+                        ch,  # type: ignore[arg-type]
+                        cursors,
+                        self.publisher.publish,
+                        on_health=functools.partial(self.health.report, f"portal/{name}", PORTAL),
+                    )
+                )
         if pollers:
             self.intake = IntakeRunner(
                 pollers, lambda n: RedisLease(self.redis, f"intake:{n}"), self.owner
@@ -292,6 +317,23 @@ class Hub:
         if mail.smtp_intake.enabled and smtp:
             self.smtp_listener = SmtpListener(smtp, mail.smtp_intake)
             await self.smtp_listener.start()
+
+    def _start_observer(self) -> None:
+        """Alerts, backlog samples and SLA escalation: one observer per deployment (a lease),
+        in the dispatcher role so that a web-only process never runs it."""
+        tg = self.settings.alerts.telegram
+        if tg is not None and tg.enabled:
+            self.notifier = TelegramAlertNotifier(tg)
+        self.observer = Observer(
+            self.alert_board.engine, self.alert_board, self.dashboard, self.load, self.health,
+            self.store, self.sla, self.events, self.clock, self.notifier,
+            self.settings.alerts.evaluate_every_s, escalate=self.settings.sla.enabled,
+        )  # fmt: skip
+        self._tasks.append(
+            asyncio.create_task(
+                self.observer.run(RedisLease(self.redis, "observer"), self.owner), name="observer"
+            )
+        )
 
     async def _keep_queue(self) -> None:
         """Lapsed claims go back to the queue; runs beside the dispatcher."""
@@ -315,7 +357,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Graceful: workers finish what they started; the rest stays pending for others."""
-        for w in (self.dispatcher, self.sender, self.intake):
+        for w in (self.dispatcher, self.sender, self.intake, self.observer):
             if w is not None:
                 w.stop()
         self._mirror_stop.set()
@@ -331,6 +373,8 @@ class Hub:
         await self.live.aclose()
         await self.status_mirror.drain()
         await self.channels.aclose()
+        if self.notifier is not None:
+            await self.notifier.aclose()
         await self.redis.aclose()
         if self.embedded is not None:
             await self.embedded.stop()

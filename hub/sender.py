@@ -26,6 +26,7 @@ from hub.metrics import HubMetrics
 from hub.model import DeliveryState, OutboundReply, OutFile, StatusUpdate, Template
 from hub.ports import BlobReader, EventBus, Group, OutboxQueue, StreamEntry, TicketStore
 from hub.settings import OutboxSection
+from hub.source_health import PROVIDER, HealthReporter
 
 log = structlog.get_logger("hub.sender")
 TRIM_EVERY_S = 60.0
@@ -80,7 +81,9 @@ class Sender:
         metrics: HubMetrics,
         events: EventBus | None = None,
         blobs: BlobReader | None = None,
+        health: HealthReporter | None = None,
     ) -> None:
+        self.health = health
         self.events = events
         self.blobs = blobs
         self.store = store
@@ -195,11 +198,16 @@ class Sender:
             files=await self._files(rec),
             message_tag=str(rec.get("message_tag", "")),
         )
+        source = f"{ch.name}/{ch.account}"
         try:
             result = await ch.send(reply)
         except TransientSendError as exc:
+            if self.health is not None:
+                await self.health.report(source, PROVIDER, False, str(exc))
             await self._retry_or_dead(channel, group, e, cid, rid, claim.attempts, exc)
             return
+        if self.health is not None:  # an answer, even a refusal, is a provider that answers
+            await self.health.report(source, PROVIDER, True)
         if result.accepted:
             for pid in (result.provider_id, *result.part_ids):
                 await self.store.map_provider_id(ch.name, pid, cid, rid)

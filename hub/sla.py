@@ -282,6 +282,16 @@ class SlaSection(_Section):
         return self
 
 
+def years_without_holidays(hours: BusinessHours, now: float) -> list[int]:
+    """This year, and from October the next, when no holiday of theirs is configured: the
+    SKB for a year is published in the autumn before it, and a business-hours clock without
+    it counts Idulfitri as working days."""
+    today = datetime.fromtimestamp(now, ZoneInfo(hours.timezone)).date()
+    years = [today.year] + ([today.year + 1] if today.month >= 10 else [])
+    listed = {d.year for d in hours.holidays}
+    return [y for y in years if y not in listed]
+
+
 class SlaClock(Protocol):
     """What a timer needs from a clock; business hours and 24/7 answer alike."""
 

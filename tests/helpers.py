@@ -18,6 +18,7 @@ from adapters.redis_server import free_port
 from hub.clock import ManualClock
 from hub.demo.fake_twilio import FakeTwilio
 from hub.dispatcher import Dispatcher, DispatchOptions
+from hub.observer import Notifier, Observer
 from hub.runtime import Hub
 from hub.sender import Sender, SenderOptions
 from hub.settings import Settings
@@ -216,7 +217,16 @@ class HubHarness:
             self.settings.hub.public_url,
             h.metrics,
             h.events,
+            health=h.health,
         )
+
+    def observer(self, notifier: Notifier | None = None) -> Observer:
+        """The supervisors' observer on this hub's parts; the test calls ``tick()``."""
+        h = self.hub
+        return Observer(
+            h.alert_board.engine, h.alert_board, h.dashboard, h.load, h.health, h.store,
+            h.sla, h.events, self.clock, notifier, escalate=self.settings.sla.enabled,
+        )  # fmt: skip
 
     async def drain_outbox(self, include_delayed: bool = False) -> int:
         """Send every reply waiting in the outbox now (and due retries, if asked)."""

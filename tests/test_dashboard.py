@@ -40,6 +40,10 @@ async def test_backlog_oldest_waiting_and_sla_timers(harness: HubHarness) -> Non
     assert wa1["inbound_last_hour"] == 2
     assert wa1["opened_last_hour"] == 2
     assert wa1["inbound_per_min"] == round(2 / 15, 2)
+    assert wa1["backlog"] == {
+        "waiting": 2, "open": 2, "oldest_waiting_s": 600, "sla_at_risk": 0, "sla_breached": 0,
+        "first_response_median_s": None, "first_responses": 0,
+    }  # fmt: skip
 
     # 15:30: 6.5 business hours have passed, more than 80% of 8: both at risk.
     h.clock.t = MON_0900 + 6.5 * HOUR
@@ -48,7 +52,12 @@ async def test_backlog_oldest_waiting_and_sla_timers(harness: HubHarness) -> Non
         2,
         0,
     )
-    assert snap["sla_by_channel"]["whatsapp"] == {"at_risk": 2, "breached": 0}
+    assert snap["by_channel"]["whatsapp"]["sla_at_risk"] == 2
+    # Due at Tuesday 09:00 (7 business hours on Monday, 1 on Tuesday from 08:00).
+    assert [(a["timer"], a["state"], a["due"]) for a in snap["attention"]] == [
+        ("first_response", "at_risk", MON_0900 + 24 * HOUR)
+    ] * 2
+    assert snap["by_channel"]["whatsapp"]["sla_breached"] == 0
 
     # An agent answers one of them: its first-response timer is met.
     tickets = await h.tickets()
@@ -57,6 +66,10 @@ async def test_backlog_oldest_waiting_and_sla_timers(harness: HubHarness) -> Non
     assert status == 202
     snap = await _snapshot(h)
     assert _unit(snap, "general")["sla_at_risk"] == 1
+    # Its first response came 6.5 hours (wall clock) after the citizen wrote.
+    assert _unit(snap, "general")["first_response_median_s"] == 6.5 * HOUR
+    assert _unit(snap, "general")["first_responses"] == 1
+    assert snap["by_channel"]["whatsapp"]["first_response_median_s"] == 6.5 * HOUR
 
     # Tuesday 09:30: 7 hours on Monday (09:00-16:00) and 1.5 on Tuesday: 8.5 > 8, breached.
     h.clock.t = MON_0900 + 24.5 * HOUR
@@ -82,6 +95,8 @@ async def test_agents_and_dead_letters_and_who_may_look(harness: HubHarness) -> 
     assert ani["occupancy"] == round(1 / h.settings.console.agent_capacity, 3)
     assert _unit(snap, "general")["waiting"] == 0
     assert _unit(snap, "general")["open"] == 1
+    [wa1] = [c for c in snap["channels"] if (c["channel"], c["account"]) == ("whatsapp", "wa1")]
+    assert (wa1["backlog"]["waiting"], wa1["backlog"]["open"]) == (0, 1)  # held by Ani
     assert all(n == 0 for n in snap["dead_letters"].values())
 
     token = await h.hub.users.create_token("ani", "cli")

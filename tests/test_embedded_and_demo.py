@@ -91,6 +91,7 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
         "HUB__CHANNELS__WHATSAPP__ACCOUNTS__CLOUD__API_BASE_URL": graph_url,
         "HUB__CHANNELS__INSTAGRAM__ACCOUNTS__PPID__API_BASE_URL": graph_url,
         "HUB__CHANNELS__TELEGRAM__ACCOUNTS__KEMNAKER__API_BASE_URL": bot_url,
+        "HUB__ALERTS__TELEGRAM__API_BASE_URL": bot_url,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -167,6 +168,22 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
             assert "KMN-2026-" in page or "KMN-" in page
             async with s.get(f"http://127.0.0.1:{fake_port}/_fake/messages") as r:
                 assert len(await r.json()) == 5
+
+            async def alerted() -> list[str]:
+                """The backlog rule (more than one waiting in a unit) reaches the supervisors'
+                group on the fake Bot API."""
+                async with s.get(f"{bot_url}/_fake/messages") as r:
+                    sent = await r.json()
+                texts = [m["text"] for m in sent if m["chat_id"] == "-1001500630"]
+                return texts
+
+            # Which units the simulator's citizens land in varies from run to run.
+            texts = await eventually(alerted, limit_s=15, every_s=0.2)
+            assert all("AKTIF [backlog] Antrean unit " in t for t in texts), texts
+            assert len(texts) == len(set(texts))  # each alert once, however many rounds ran
+            async with s.get(base + "/api/v1/dashboard") as r:
+                snap = await r.json()
+            assert sum(u["waiting"] for u in snap["units"]) == 7
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = await asyncio.wait_for(proc.communicate(), 30)

@@ -55,7 +55,7 @@ def test_example_documents_its_defaults() -> None:
     """hub.example.toml's values equal the code's defaults where it claims to show them."""
     s = load_settings(CONFIG / "hub.example.toml", environ={})
     minimal = Settings.model_validate({"hub": {"public_url": "https://hub.kemnaker.go.id"}})
-    for section in ("redis", "dispatcher", "outbox", "ack", "demo"):
+    for section in ("redis", "dispatcher", "outbox", "ack", "demo", "sla", "alerts"):
         assert getattr(s, section) == getattr(minimal, section), section
     assert s.hub.model_dump() == minimal.hub.model_dump()
 

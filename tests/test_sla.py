@@ -527,3 +527,15 @@ def test_defaults_are_valid_and_frozen() -> None:
     assert date(2026, 3, 20) in s.hours.holidays  # cuti bersama Idulfitri 1447 H
     with pytest.raises(ValidationError):
         s.enabled = False
+
+
+def test_years_without_holidays_warns_ahead_of_the_new_year() -> None:
+    from hub.sla import BusinessHours, years_without_holidays
+
+    hours = BusinessHours()  # the defaults list 2025 and 2026
+    jun_2026 = datetime(2026, 6, 1, 9, tzinfo=JKT).timestamp()
+    nov_2026 = datetime(2026, 11, 23, 9, tzinfo=JKT).timestamp()
+    assert years_without_holidays(hours, jun_2026) == []
+    assert years_without_holidays(hours, nov_2026) == [2027]  # the 2027 SKB is due
+    with_2027 = BusinessHours(holidays=[*hours.holidays, date(2027, 1, 1)])
+    assert years_without_holidays(with_2027, nov_2026) == []

@@ -152,12 +152,14 @@ class ImapIntake:
         on_message: OnImapMessage,
         *,
         on_unreachable: Callable[[str, BaseException], None] | None = None,
+        on_connected: Callable[[str], None] | None = None,
         rnd: Callable[[], float] = random.random,
     ) -> None:
         self.account = account
         self.state = state
         self.on_message = on_message
         self.on_unreachable = on_unreachable
+        self.on_connected = on_connected
         self._rnd = rnd
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -290,6 +292,9 @@ class ImapIntake:
             uidvalidity, uidnext = self._select_numbers(resp.lines)
             last = await self._start_position(client, lost, uidvalidity, uidnext)
             self.connected, self.failures = True, 0
+            if self.on_connected is not None:
+                with contextlib.suppress(Exception):  # a health hook must not stop intake
+                    self.on_connected(a.name)
             self.connects += 1
             self.uidvalidity, self.last_uid = uidvalidity, last
             log.info("mailbox.connected", mailbox=a.name, uidvalidity=uidvalidity, last_uid=last)

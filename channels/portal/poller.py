@@ -40,6 +40,7 @@ class PortalPoller:
         on_message: Callable[[Message], Awaitable[object]],
         clock: Callable[[], float] = time.time,
         max_backoff_s: float = 300.0,
+        on_health: Callable[[bool, str], Awaitable[None]] | None = None,
     ) -> None:
         self.name = f"portal:{channel.account}"
         self.channel = channel
@@ -48,6 +49,7 @@ class PortalPoller:
         self.clock = clock
         self.max_backoff_s = max_backoff_s
         self.skipped = 0
+        self.on_health = on_health
 
     async def poll_once(self) -> int:
         """Read one page, hand its events over, then persist its cursor; the event count."""
@@ -70,6 +72,11 @@ class PortalPoller:
             await self.cursors.set(account, next_cursor)
         return len(events)
 
+    async def _health(self, healthy: bool, detail: str) -> None:
+        if self.on_health is not None:
+            with contextlib.suppress(Exception):  # health must not stop the polling
+                await self.on_health(healthy, detail)
+
     async def run(self, stop: asyncio.Event) -> None:
         interval = self.channel.settings.poll_interval_s
         failures = 0
@@ -77,6 +84,7 @@ class PortalPoller:
             try:
                 n = await self.poll_once()
                 failures = 0
+                await self._health(True, "")
                 if n >= self.channel.settings.poll_limit:
                     continue  # a full page: more are waiting (catching up after downtime)
                 wait = interval
@@ -87,5 +95,6 @@ class PortalPoller:
                 wait = min(self.max_backoff_s, interval * 2 ** min(failures, 10))
                 log.warning("portal.poll_failed", poller=self.name, error=repr(exc)[:300],
                             retry_in=wait)  # fmt: skip
+                await self._health(False, type(exc).__name__)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)

@@ -15,6 +15,7 @@ from hub.web import (
     media_api,
     openapi,
     ops,
+    reports_api,
     search_api,
     webform,
     webhooks,
@@ -38,6 +39,7 @@ def build_app(hub: Hub, demo: bool = False) -> web.Application:
     webform.setup(app)  # after the console: shares its static route and templates
     live_api.setup(app)
     search_api.setup(app)
+    reports_api.setup(app)
     openapi.setup(app)
     ops.setup(app)
     if demo:

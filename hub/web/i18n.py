@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from hub.web import i18n_dashboard, i18n_reports
+
 LANGS = ("id", "en")
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
@@ -19,6 +21,8 @@ ID: dict[str, str] = {
     "app.tagline": "Konsol petugas",
     "nav.queue": "Antrean",
     "nav.search": "Cari tiket",
+    "nav.dashboard": "Dasbor",
+    "nav.reports": "Laporan",
     "nav.skip": "Langsung ke isi halaman",
     "nav.signed_in_as": "Masuk sebagai {name}",
     "nav.logout": "Keluar",
@@ -309,6 +313,10 @@ ID: dict[str, str] = {
     "ev.merged": "{actor} menggabungkan tiket {number} ke tiket ini",
     "ev.merged_into": "{actor} menggabungkan tiket ini ke {number}",
     "ev.other": "{actor}: {type}",
+    "ev.sla_at_risk": "SLA hampir terlewati: {timer} jatuh tempo {due}; dieskalasi ke supervisor",
+    "ev.sla_breached": "SLA terlewati: {timer} jatuh tempo {due}; dieskalasi ke supervisor",
+    "sla_timer.first_response": "respons pertama",
+    "sla_timer.resolution": "penyelesaian",
     "ev.message_retracted": "Pelapor menghapus pesannya di {channel}",
     "ev.reaction": "Pelapor memberi reaksi {emoji} di {channel}",
     "ev.reaction_removed": "Pelapor menghapus reaksinya di {channel}",
@@ -401,6 +409,8 @@ EN: dict[str, str] = {
     "app.tagline": "Agent console",
     "nav.queue": "Queue",
     "nav.search": "Search tickets",
+    "nav.dashboard": "Dashboard",
+    "nav.reports": "Reports",
     "nav.skip": "Skip to content",
     "nav.signed_in_as": "Signed in as {name}",
     "nav.logout": "Sign out",
@@ -678,6 +688,10 @@ EN: dict[str, str] = {
     "ev.merged": "{actor} merged ticket {number} into this one",
     "ev.merged_into": "{actor} merged this ticket into {number}",
     "ev.other": "{actor}: {type}",
+    "ev.sla_at_risk": "SLA at risk: {timer} due {due}; escalated to supervisors",
+    "ev.sla_breached": "SLA breached: {timer} was due {due}; escalated to supervisors",
+    "sla_timer.first_response": "first response",
+    "sla_timer.resolution": "resolution",
     "ev.message_retracted": "The citizen deleted their message on {channel}",
     "ev.reaction": "The citizen reacted {emoji} on {channel}",
     "ev.reaction_removed": "The citizen removed their reaction on {channel}",
@@ -760,6 +774,9 @@ EN: dict[str, str] = {
     "time.ago": "{d} ago",
 }
 
+# The supervisors' pages keep their words in their own modules.
+ID.update(i18n_dashboard.ID | i18n_reports.ID)
+EN.update(i18n_dashboard.EN | i18n_reports.EN)
 TABLES: dict[str, dict[str, str]] = {"id": ID, "en": EN}
 MONTHS = {
     "id": ["Jan", "Feb", "Mar", "Apr", "Mei", "Jun", "Jul", "Agu", "Sep", "Okt", "Nov", "Des"],

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from hub import __version__
 from hub.web.api import ReplayIn, ReplyIn, StatusIn
+from hub.web.reports_api import OPENAPI_PATHS as REPORTS_PATHS
 from hub.web.search_api import OPENAPI_PATHS as SEARCH_PATHS
 
 _ERR = {"$ref": "#/components/schemas/Error"}
@@ -622,6 +623,7 @@ def spec() -> dict[str, Any]:
     }
     paths.update(console_paths())
     paths.update(SEARCH_PATHS)
+    paths.update(REPORTS_PATHS)
     for path, item in paths.items():
         if path.startswith("/webhooks/"):
             for op in item.values():

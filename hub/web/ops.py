@@ -6,6 +6,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
+from hub.supervisor_metrics import export
 from hub.web.common import HUB
 
 
@@ -43,6 +44,8 @@ async def metrics(request: web.Request) -> web.Response:
             m.stream_lag.labels(stream).set(st["lag"])
             m.stream_pending.labels(stream).set(st["pending"])
             m.dead_letters.labels(stream).set(st["dead"])
+        export(m, await hub.dashboard.snapshot(), await hub.alert_board.active(),
+               await hub.health.all())  # fmt: skip
     except (RedisError, OSError):
         pass  # the counters still tell; the gauges keep their last value
     body = generate_latest(m.registry)

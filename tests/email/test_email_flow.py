@@ -262,3 +262,27 @@ async def test_console_composer_attaches_files_to_email_replies(
     mails = await out.wait_for(2)
     [part] = list(mails[1].iter_attachments())
     assert (part.get_filename(), part.get_content()) == ("formulir.txt", "isi formulir")
+
+
+async def test_mailbox_health_feeds_the_source_alerts(
+    mail_hub: tuple[HubHarness, Outbox], harness_factory: Any
+) -> None:
+    """A mailbox that answers is healthy; one that refuses connections is reported down
+    with the error, which is what the source_unreachable rule reads."""
+    h, _ = mail_hub
+
+    async def health(name: str) -> Any:
+        return next((s for s in await h.hub.health.all() if s.name == name), None)
+
+    assert (await eventually(lambda: health("email/ppid"))).healthy is True
+    down = {
+        "address": "pengaduan@kemnaker.go.id", "imap_host": "127.0.0.1",
+        "imap_port": free_port(), "imap_security": "plain", "imap_username": USER,
+        "imap_password": PASSWORD, "smtp_host": "127.0.0.1", "smtp_port": free_port(),
+        "smtp_security": "none",
+    }  # fmt: skip
+    await harness_factory(workers=True, channels__email__accounts={"down": down})
+    source = await eventually(lambda: health("email/down"))
+    assert (source.kind, source.healthy) == ("imap", False)
+    assert "ConnectionRefused" in source.detail or "OSError" in source.detail
+    assert PASSWORD not in source.detail

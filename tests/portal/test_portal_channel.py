@@ -510,6 +510,32 @@ async def test_run_catches_up_in_pages(fake: FakePortal, redis: Redis) -> None:
     assert await redis.get(cursor_key("bantuan")) == b"5"
 
 
+async def test_run_reports_the_portal_health(fake: FakePortal, redis: Redis) -> None:
+    """A portal that refuses connections is reported down (what the source_unreachable
+    alert reads), one that answers is reported up; the poller keeps its schedule."""
+    reports: list[tuple[bool, str]] = []
+    stop = asyncio.Event()
+
+    async def on_health(healthy: bool, detail: str) -> None:
+        reports.append((healthy, detail))
+        stop.set()
+
+    async def on_message(m: Message) -> None:
+        pass
+
+    for base in (f"http://127.0.0.1:{free_port()}", fake.base_url):
+        stop.clear()
+        ch = channel(base, poll_interval_s=60)
+        p = PortalPoller(ch, RedisPortalCursor(redis), on_message, on_health=on_health)
+        try:
+            await asyncio.wait_for(p.run(stop), 10)
+        finally:
+            await ch.aclose()
+    [(down, detail), (up, _)] = reports
+    assert (down, up) == (False, True)
+    assert detail  # the error's type, for the alert text
+
+
 # -- status mirroring ----------------------------------------------------------------------
 
 

@@ -24,7 +24,14 @@ from aiohttp import web
 
 from hub.web import auth
 from hub.web.console.auth_pages import login_page, login_submit, logout, root
+from hub.web.console.dashboard_pages import (
+    dashboard_charts,
+    dashboard_live,
+    dashboard_page,
+    replay_dead_letter,
+)
 from hub.web.console.queue_pages import claim_next, queue_page, queue_partial, set_presence
+from hub.web.console.report_pages import reports_page
 from hub.web.console.search_pages import search_page
 from hub.web.console.ticket_forms import TICKET_ACTIONS, ticket_action
 from hub.web.console.ticket_pages import header_partial, ticket_page, timeline_partial
@@ -41,6 +48,11 @@ PAGES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.Response]]], 
     ("POST", "/console/claim-next", claim_next),
     ("POST", "/console/presence", set_presence),
     ("GET", "/console/search", search_page),
+    ("GET", "/console/dashboard", dashboard_page),
+    ("GET", "/console/dashboard/live", dashboard_live),
+    ("GET", "/console/dashboard/charts", dashboard_charts),
+    ("POST", "/console/dead-letters/replay", replay_dead_letter),
+    ("GET", "/console/reports", reports_page),
     ("GET", "/console/tickets/{ref}", ticket_page),
     ("GET", "/console/tickets/{ref}/timeline", timeline_partial),
     ("GET", "/console/tickets/{ref}/header", header_partial),
@@ -58,6 +70,8 @@ def setup(app: web.Application) -> None:
         "css": str(static.url_for(filename="console.css")),
         "js": str(static.url_for(filename="console.js")),
         "icon": str(static.url_for(filename="favicon.svg")),
+        "dashboard_css": str(static.url_for(filename="dashboard.css")),
+        "reports_css": str(static.url_for(filename="reports.css")),
     }
     for method, path, handler in PAGES:
         r.add_route(method, path, handler)

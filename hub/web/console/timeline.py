@@ -33,6 +33,11 @@ async def _event_label(view: View, e: Mapping[str, Any], refs: Mapping[str, str]
                  priority=view.label("priority", str(e.get("priority", ""))))  # fmt: skip
     if kind == "category":
         return t("ev.category", actor=actor, category=str(e.get("category", "")) or "—")
+    if kind == "sla_escalated":
+        timer = str(e.get("timer", ""))
+        state = "breached" if e.get("state") == "breached" else "at_risk"
+        due = view.t.when(float(e.get("due", 0)) / 1000, view.hub.clock.now())
+        return t(f"ev.sla_{state}", timer=view.label("sla_timer", timer), due=due)
     if kind in CHANNEL_EVENTS:
         channel = view.label("channel", str(e.get("channel", "")))
         if kind == "reaction" and e.get("action") == "unreact":

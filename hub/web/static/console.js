@@ -73,7 +73,7 @@
   var TYPES = ["message.received", "reply.queued", "reply.state", "reply.status", "ticket.claimed",
     "ticket.assigned", "ticket.released", "ticket.note", "ticket.status", "ticket.transferred",
     "ticket.priority", "ticket.category", "ticket.merged", "ticket.viewing", "queue.waiting", "agent.presence", "message",
-    "call.ringing", "call.answered", "call.hangup"];
+    "call.ringing", "call.answered", "call.hangup", "ticket.sla", "alert.fired", "alert.cleared"];
 
   function startEvents(onEvent) {
     if (!window.EventSource || !live) { return; }
@@ -203,13 +203,62 @@
   if (page === "queue") {
     var refreshQueue = debounce(function () { swap("queue", "/console/queue"); }, 250);
     startEvents(function (ev) {
-      if (ev.type === "ticket.viewing" || ev.type === "agent.presence") { return; }
+      if (ev.type === "ticket.viewing" || ev.type === "agent.presence" || ev.type.indexOf("alert.") === 0) { return; }
       refreshQueue();
     });
     var presence = $("#presence");
     if (presence) {
       presence.addEventListener("change", function () { presence.form.requestSubmit(); });
     }
+  }
+
+  /* ---- the supervisors' dashboard ------------------------------------------------- */
+
+  /* The live numbers are re-fetched on events, at most once per LIVE_MS (a throttle, not a
+     debounce: under steady load a debounce would never fire), and on a timer, because rates
+     and waiting ages move without events. The charts follow the clock, or a window switch. */
+  if (page === "dashboard") {
+    var LIVE_MS = 2000, TICK_MS = 10000, CHARTS_MS = 60000;
+    var lastLive = 0, liveTimer = null;
+    var refreshLive = function () {
+      liveTimer = null;
+      lastLive = Date.now();
+      swap("dashboard-live", "/console/dashboard/live");
+    };
+    var soonLive = function () {
+      if (liveTimer) { return; }
+      liveTimer = setTimeout(refreshLive, Math.max(0, lastLive + LIVE_MS - Date.now()));
+    };
+    var chartWindow = function () {
+      var c = $("#dashboard-charts");
+      return (c && c.dataset.window) || "hour";
+    };
+    var refreshCharts = function (w) {
+      var open = $all("#dashboard-charts details[open]").map(function (d) { return d.id; });
+      return swap("dashboard-charts", "/console/dashboard/charts?window=" + encodeURIComponent(w || chartWindow()))
+        .then(function (fresh) {
+          open.forEach(function (id) { var d = document.getElementById(id); if (d) { d.open = true; } });
+          return fresh;
+        });
+    };
+    startEvents(function (ev) {
+      if (ev.type === "ticket.viewing") { return; }
+      soonLive();
+    });
+    setInterval(function () { if (!document.hidden) { soonLive(); } }, TICK_MS);
+    setInterval(function () { if (!document.hidden) { refreshCharts(); } }, CHARTS_MS);
+    document.addEventListener("visibilitychange", function () { if (!document.hidden) { soonLive(); } });
+    document.addEventListener("click", function (e) {
+      var a = e.target.closest ? e.target.closest("#dashboard-charts a[data-window]") : null;
+      if (!a || e.button !== 0 || e.ctrlKey || e.metaKey || e.shiftKey || e.altKey) { return; }
+      e.preventDefault();
+      refreshCharts(a.dataset.window).then(function (fresh) {
+        if (!fresh) { window.location.href = a.href; return; }
+        history.replaceState(null, "", a.href);
+        var again = document.getElementById(a.id);
+        if (again) { again.focus(); }
+      });
+    });
   }
 
   /* ---- the ticket page ------------------------------------------------------------- */
