@@ -17,6 +17,7 @@ from hub.demo.fake_telegram import Scripted as TgScripted
 from hub.demo.fake_twilio import Scripted as TwilioScripted
 from hub.load_stats import BACKLOG
 from tests.helpers import HubHarness, inbound_params
+from tests.test_console_pages import Browser
 
 MON_0900 = 1_789_956_000.0  # Monday 21 September 2026, 09:00 WIB
 MINUTE, HOUR = 60.0, 3600.0
@@ -180,6 +181,19 @@ async def test_sla_escalation_once_per_level(harness_factory: Factory) -> None:
     ]
     assert escalated[1]["due"] == int((MON_0900 + 24 * HOUR) * 1000)
     assert ticket["sla_first_response"] == "breached"
+
+    # Agents see it in their queue and on the ticket's timeline.
+    await h.hub.auth.create_user("ani", "password-ani-1", "agent", ["general"], "Ani")
+    b = Browser(h)
+    try:
+        await b.login("ani", "password-ani-1")
+        _, queue, _ = await b.get("/console/queue")
+        _, page, _ = await b.get(f"/console/tickets/{t['number']}")
+    finally:
+        await b.close()
+    assert '<span class="chip sla-breached">SLA terlewati</span>' in queue
+    assert "SLA hampir terlewati: respons pertama jatuh tempo" in page
+    assert "SLA terlewati: respons pertama jatuh tempo" in page
 
 
 async def test_sla_escalation_off_when_sla_is_disabled(harness_factory: Factory) -> None:

@@ -12,8 +12,8 @@ Language: ``?lang=en|id`` (kept in the ``hub_lang`` cookie), else the user's lan
 
 Modules: ``view`` (request context, rendering, flash), ``auth_pages``, ``queue_pages``,
 ``search_pages``, ``ticket_pages`` (with ``ticket_context``, ``timeline``, ``contact_card``),
-``ticket_forms`` and ``merge_forms`` (the ticket page's POST forms); ``rows`` and ``fmt`` are
-shared helpers.
+``ticket_forms`` and ``merge_forms`` (the ticket page's POST forms), ``dashboard_pages`` and
+``report_pages`` (the supervisors'); ``rows`` and ``fmt`` are shared helpers.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ from hub.ports import split_ticket_id
 from hub.web.console.fmt import ms, ref
 from hub.web.console.view import View
 
+_SLA_RANK = {"": 0, "at_risk": 1, "breached": 2}
+
 
 async def _row(view: View, tid: str, f: Mapping[str, str], name: str, now: float) -> dict[str, Any]:
     since = ms(f.get("reopened_at") or f.get("created_at"))
@@ -17,6 +19,9 @@ async def _row(view: View, tid: str, f: Mapping[str, str], name: str, now: float
     priority = f.get("priority") or "normal"
     status = f.get("status", "open")
     channel = f.get("channel", "")
+    # The observer's escalation flags: the worst level any timer reached.
+    flags = (f.get("sla_first_response", ""), f.get("sla_resolution", ""))
+    sla = max(flags, key=lambda v: _SLA_RANK.get(v, 0))
     return {
         "id": tid,
         "ref": ref(f, tid),
@@ -37,6 +42,8 @@ async def _row(view: View, tid: str, f: Mapping[str, str], name: str, now: float
         "updated": view.t.when(updated, now),
         "updated_s": updated,
         "updated_full": view.t.when_full(updated),
+        "sla": sla if status == "open" else "",
+        "sla_label": view.t(f"queue.sla_{sla}") if sla and status == "open" else "",
     }
 
 
