@@ -4,15 +4,16 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml deploy/debian-packages.txt | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock deploy/debian-packages.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit bench screenshots setup clean
+.PHONY: run test lint typecheck unit audit lock bench screenshots setup clean
 
-$(STAMP): pyproject.toml deploy/debian-packages.txt deploy/install-system-packages.sh
+$(STAMP): pyproject.toml requirements.lock deploy/debian-packages.txt deploy/install-system-packages.sh
 	bash deploy/install-system-packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes -r requirements.lock
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -31,7 +32,16 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(VENV)/bin/pytest -n 2 -q
 
-test: lint typecheck unit
+test: lint typecheck audit unit
+
+# Known vulnerabilities in the pinned packages (pip-audit against requirements.lock).
+audit: $(STAMP)
+	bash .ci/audit
+
+# Re-pin every package (with hashes) after changing pyproject.toml's dependencies.
+lock: $(STAMP)
+	$(VENV)/bin/pip-compile --quiet --extra dev --generate-hashes --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
 
 bench: $(STAMP)
 	bench/run
