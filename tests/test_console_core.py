@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
-from tests.helpers import HubHarness, eventually, inbound_params
+from tests.helpers import AUTH, HubHarness, eventually, inbound_params
 
 PASSWORD = "kata-sandi-rahasia-1"
 
@@ -502,3 +502,16 @@ async def test_every_ticket_endpoint_hides_other_units_tickets(harness: HubHarne
     full = await harness.ticket(tid)
     assert [m["id"] for m in full["messages"] if m["direction"] == "event"] == []  # no change
     assert [m["kind"] for m in full["messages"] if m["direction"] == "out"] == ["auto"]
+
+
+async def test_event_stream_refuses_a_bad_resume_id_before_streaming(harness: Any) -> None:
+    """An unparseable Last-Event-ID is a 400 up front, not a 200 whose stream dies on the
+    first Redis read; HEAD is headers only (a body after them breaks keep-alive)."""
+    h = harness
+    for bad in ("zz", "1-2-3", "9" * 30):
+        status, body = await h.api("GET", "/api/v1/events", params={"since": bad})
+        assert (status, body["error"]) == (400, "invalid_parameter")
+    assert h.session is not None
+    async with h.session.head(h.base + "/api/v1/events", headers=AUTH) as r:
+        assert r.status == 200
+        assert r.headers["Content-Type"].startswith("text/event-stream")

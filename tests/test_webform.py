@@ -204,3 +204,16 @@ async def test_form_is_off_without_its_section(harness_factory: Factory) -> None
     h = await harness_factory()
     status, _, _ = await _get(h, "/lapor")
     assert status == 404
+
+
+async def test_forged_tokens_of_any_shape_are_refused_not_crashed(
+    harness_factory: Factory,
+) -> None:
+    """Superscript digits, 5000 digits, non-ASCII: each a refusal with the form again, never a
+    500 (``int("²")`` and ``compare_digest`` on non-ASCII strings both raise)."""
+    h = await _hub(harness_factory)
+    for token in ("\u00b2.abc", "9" * 5000 + ".x", "1.\u00e9\u00e9", "12.\u00b2"):
+        status, page, _ = await _submit(h, token=token)
+        assert status == 400, (token[:10], status)
+        assert "<form" in page
+    assert await _published(h) == 0

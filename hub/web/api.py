@@ -7,13 +7,19 @@ act on their units' tickets only, supervisors on all, admins also manage account
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hub.errors import Refusal
 from hub.web.auth import PRINCIPAL, require
@@ -58,7 +64,14 @@ class StatusIn(BaseModel):
 class ReplayIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stream: str = Field(min_length=1, max_length=200)
-    id: str = Field(pattern=r"^\d+-\d+$")
+    id: str = Field(pattern=r"^[0-9]{1,20}-[0-9]{1,20}$")
+
+    @field_validator("id")
+    @classmethod
+    def _stream_id(cls, v: str) -> str:
+        if any(int(part) >= 2**64 for part in v.split("-")):  # Redis refuses such an id
+            raise ValueError("not a stream entry id (two 64-bit numbers)")
+        return v
 
 
 class Bad(Exception):
@@ -86,7 +99,7 @@ def json_errors(handler: Handler) -> Handler:
 async def json_body(request: web.Request, model: type[BaseModel]) -> Any:
     try:
         data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, LookupError, RecursionError):  # not JSON, unknown charset, too deep
         raise Bad(error(400, "malformed_json", "the body is not JSON")) from None
     try:
         return model.model_validate(data)
@@ -112,7 +125,8 @@ def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    # ASCII digits only ("²".isdigit() is true, int("²") fails), and few enough for int()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not lo <= int(raw) <= hi:
         raise Bad(error(400, "invalid_parameter", f"{name} must be an integer in {lo}..{hi}"))
     return int(raw)
 

@@ -38,14 +38,24 @@ def _is_public(request: web.Request) -> bool:
 DEMO: web.AppKey[bool] = web.AppKey("demo", bool)
 
 
+def _is_text(value: str) -> bool:
+    """False for header bytes that were not UTF-8 (aiohttp keeps them as surrogates, which
+    cannot be encoded again): no token or session id of ours looks like that."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def _principal(request: web.Request) -> Principal | None:
     auth = request.app[HUB].auth
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token:
-        return await auth.from_bearer(token.strip())
+        return await auth.from_bearer(token.strip()) if _is_text(token) else None
     sid = request.cookies.get(COOKIE)
-    if sid:
+    if sid and _is_text(sid):
         return await auth.from_session(sid)
     return None
 
@@ -56,8 +66,13 @@ async def _csrf_ok(request: web.Request, who: Principal) -> bool:
         "application/x-www-form-urlencoded",
         "multipart/form-data",
     ):
-        presented = str((await request.post()).get("csrf_token", ""))
-    return bool(presented) and hmac.compare_digest(presented, who.csrf)
+        try:
+            presented = str((await request.post()).get("csrf_token", ""))
+        except (ValueError, LookupError):  # a malformed form or an unknown charset
+            return False
+    # Compared as bytes: compare_digest refuses str with non-ASCII characters.
+    given = presented.encode("utf-8", "replace")
+    return bool(presented) and hmac.compare_digest(given, who.csrf.encode())
 
 
 @web.middleware
@@ -96,11 +111,20 @@ def set_session_cookie(request: web.Request, response: web.StreamResponse, sid: 
 async def api_login(request: web.Request) -> web.Response:
     """POST /api/v1/session {username, password}: a session cookie and its CSRF token."""
     hub = request.app[HUB]
+    if request.content_type != "application/json":
+        # A cross-site <form enctype="text/plain"> can post a body that parses as JSON, but
+        # not with this content type (that needs a CORS preflight): without the check, any
+        # site could sign a visitor's browser into an account of its choosing (login CSRF).
+        return error(
+            400, "invalid_request", "send JSON (application/json) with username and password"
+        )
     try:
         body = await request.json()
         username, password = str(body["username"]), str(body["password"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, LookupError, RecursionError):
         return error(400, "invalid_request", "send JSON with username and password")
+    if not (_is_text(username) and _is_text(password)):  # "\ud800" in JSON: not storable
+        return error(400, "invalid_request", "username and password must be Unicode text")
     try:
         sid, csrf, user = await hub.auth.login(username, password)
     except AuthError as exc:

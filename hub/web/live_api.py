@@ -5,26 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 
 from aiohttp import web
 
 from hub.web.auth import PRINCIPAL
-from hub.web.common import HUB
+from hub.web.common import HUB, error
 
 HEARTBEAT_S = 15.0
+STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
 
 
 async def events(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     who = request[PRINCIPAL]
     last = request.headers.get("Last-Event-ID") or request.query.get("since", "")
-    resp = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
+    headers = {
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    }
+    if last and not STREAM_ID.fullmatch(last):  # checked before the 200 goes out
+        return error(400, "invalid_parameter", "since / Last-Event-ID must be a stream id")
+    if request.method == "HEAD":  # headers only: a stream after them breaks keep-alive
+        return web.Response(headers=headers)
+    resp = web.StreamResponse(headers=headers)
     await resp.prepare(request)
     await resp.write(b"retry: 2000\n\n")
     feed = hub.live.subscribe(who, last)

@@ -49,9 +49,11 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
     body = json.loads(entry.get("json") or "{}")
     attachments = body.get("attachments") or []
     index = request.match_info["index"]
-    if not index.isdigit() or int(index) >= len(attachments):
+    # ASCII digits only: "²".isdigit() is true, but int("²") fails
+    i = int(index) if index.isascii() and index.isdigit() and len(index) <= 6 else -1
+    if not 0 <= i < len(attachments):
         return error(404, "not_found", "no such attachment")
-    att = attachments[int(index)]
+    att = attachments[i]
     url, ctype, name = str(att.get("url", "")), str(att.get("content_type", "")), att.get("name")
     name = str(name or f"attachment-{index}")
     if url.startswith(("https://", "http://")):

@@ -29,7 +29,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     names = {
         400: "Malformed request",
         401: "Missing or bad token",
-        403: "Bad signature",
+        403: "Forbidden: a bad signature, or not for your role or unit",
         404: "Not found",
         409: "Conflict with the ticket's state or channel rules",
         413: "Body too large",
@@ -40,11 +40,25 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): _resp(names[c], _ERR) for c in codes}
 
 
+REF_TEMPLATE = "#/components/schemas/{model}"
+
+
 def _body(model: type[Any]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {"application/json": {"schema": model.model_json_schema()}},
-    }
+    # Nested models are referenced from components (see _hoist_defs): pydantic's own
+    # "#/$defs/..." would point at the document's root, where nothing is.
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE)
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _hoist_defs(node: Any, into: dict[str, Any]) -> None:
+    """Move every ``$defs`` of the bodies' schemas into ``into`` (components.schemas)."""
+    if isinstance(node, dict):
+        into.update(node.pop("$defs", {}))
+        for value in node.values():
+            _hoist_defs(value, into)
+    elif isinstance(node, list):
+        for value in node:
+            _hoist_defs(value, into)
 
 
 TICKET_PARAM = {
@@ -161,7 +175,14 @@ def console_paths() -> dict[str, Any]:
             "post": _op("Transfer to a unit or agent", "queue", TransferIn, params=t)
         },
         "/api/v1/tickets/{ticket}/notes": {
-            "post": _op("Add an internal note", "tickets", NoteIn, "201", params=t)
+            "post": _op(
+                "Add an internal note",
+                "tickets",
+                NoteIn,
+                "201",
+                (400, 401, 404, 409, 422),  # 422: only blanks
+                params=t,
+            )
         },
         "/api/v1/tickets/{ticket}/priority": {
             "post": _op("Set the priority", "tickets", PriorityIn, params=t)
@@ -481,7 +502,7 @@ def spec() -> dict[str, Any]:
                             },
                         },
                     ),
-                    **_errors(400, 401),
+                    **_errors(400, 401, 403),  # 403: an agent, another unit
                 },
             }
         },
@@ -580,7 +601,7 @@ def spec() -> dict[str, Any]:
             "get": {
                 "summary": "Entries that failed past their limit, on every stream",
                 "tags": ["operations"],
-                "responses": {"200": _resp("Dead letters", obj), **_errors(401)},
+                "responses": {"200": _resp("Dead letters", obj), **_errors(401, 403)},
             }
         },
         "/api/v1/dead-letters/replay": {
@@ -588,7 +609,7 @@ def spec() -> dict[str, Any]:
                 "summary": "Put a dead letter back on its stream",
                 "tags": ["operations"],
                 "requestBody": _body(ReplayIn),
-                "responses": {"200": _resp("Replayed", obj), **_errors(400, 401, 404)},
+                "responses": {"200": _resp("Replayed", obj), **_errors(400, 401, 403, 404)},
             }
         },
         "/healthz": {
@@ -628,6 +649,8 @@ def spec() -> dict[str, Any]:
         if path.startswith("/webhooks/"):
             for op in item.values():
                 op["security"] = []
+    nested: dict[str, Any] = {}
+    _hoist_defs(paths, nested)
     return {
         "openapi": "3.1.0",
         "info": {"title": "Kemnaker contact hub", "version": __version__},
@@ -641,7 +664,8 @@ def spec() -> dict[str, Any]:
                     "type": "object",
                     "required": ["error", "message"],
                     "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
-                }
+                },
+                **nested,
             },
         },
     }

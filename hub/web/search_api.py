@@ -34,7 +34,7 @@ def _int(params: Mapping[str, str], name: str, default: int, lo: int, hi: int) -
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 20) or not lo <= int(raw) <= hi:
         raise BadParameter(f"{name} must be an integer in {lo}..{hi}")
     return int(raw)
 

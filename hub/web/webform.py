@@ -66,7 +66,12 @@ def _sign(secret: str, issued: int) -> str:
 def _token_age(secret: str, token: str, now: float) -> float | None:
     """Seconds since the form was issued, or None if the token is forged or malformed."""
     issued_s, _, _ = token.partition(".")
-    if not issued_s.isdigit() or not hmac.compare_digest(_sign(secret, int(issued_s)), token):
+    # ASCII digits only ("²".isdigit() is true, int() refuses it); bytes for compare_digest,
+    # which raises on non-ASCII strings.
+    if not (issued_s.isascii() and issued_s.isdigit() and len(issued_s) <= 20):
+        return None
+    expected = _sign(secret, int(issued_s)).encode()
+    if not hmac.compare_digest(expected, token.encode(errors="surrogatepass")):
         return None
     return now - int(issued_s)
 

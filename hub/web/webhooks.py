@@ -55,11 +55,28 @@ async def _inbound_request(request: web.Request, channel: str) -> InboundRequest
             return error(400, "too_many_fields", f"more than {MAX_FIELDS} form fields")
     return InboundRequest(
         url=hub.settings.hub.public_url + request.raw_path,
-        headers={k.lower(): v for k, v in request.headers.items()},
+        headers={k.lower(): _text(v) for k, v in request.headers.items()},
         body=body,
         form=form,
         content_type=ctype,
     )
+
+
+def _text(value: str) -> str:
+    """A header value as text the channels can encode again: bytes that were not UTF-8
+    (kept by aiohttp as surrogates) become U+FFFD, so a signature check fails instead of
+    raising."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _unicode(*texts: str) -> bool:
+    """False when JSON escapes produced lone surrogates, which cannot be stored."""
+    try:
+        for t in texts:
+            t.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _account_channel(request: web.Request, channel: str) -> Channel | web.Response:
@@ -117,6 +134,10 @@ async def _accept(request: web.Request, channel: str) -> web.Response | int:
         parsed = ch.parse(req, hub.clock.now())
     except PayloadError as exc:
         return _malformed(request, channel, exc)
+    except RecursionError:
+        return _malformed(request, channel, PayloadError("body is nested too deeply"))
+    if not _unicode(*(m.to_json() for m in parsed.messages)):
+        return _malformed(request, channel, PayloadError("text with lone surrogates"))
     try:
         for parsed_msg in parsed.messages:
             msg = _for_its_account(request, parsed_msg)
@@ -250,8 +271,12 @@ async def call_event(request: web.Request) -> web.StreamResponse:
         return error(exc.status, code, str(exc))
     try:
         ev = call_events.parse_event(req.body)
+        if not _unicode(ev.event, ev.call_id, ev.caller, ev.queue, ev.agent):
+            raise PayloadError("text with lone surrogates")
     except PayloadError as exc:
         return _malformed(request, "call", exc)
+    except RecursionError:
+        return _malformed(request, "call", PayloadError("body is nested too deeply"))
     region = hub.settings.hub.default_region
     try:
         found = await handle_call_event(ev, acct.unit, account, hub.store, hub.events, region)

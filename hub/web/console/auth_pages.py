@@ -17,6 +17,11 @@ from hub.web.console.view import View, safe_next, secure
 LOGIN_CSRF_COOKIE = "hub_login_csrf"
 
 
+def _same(a: str, b: str) -> bool:
+    """Constant time, on bytes: compare_digest raises on non-ASCII strings (a 500)."""
+    return hmac.compare_digest(a.encode(errors="surrogatepass"), b.encode(errors="surrogatepass"))
+
+
 def _login_form(
     view: View, next_url: str, error: str = "", username: str = "", status: int = 200,
     notice: str = "",
@@ -60,7 +65,7 @@ async def login_submit(request: web.Request) -> web.Response:
     password = str(form.get("password", ""))[:200]
     presented = str(form.get("csrf_token", ""))
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-    if not presented or not expected or not hmac.compare_digest(presented, expected):
+    if not presented or not expected or not _same(presented, expected):
         return _login_form(view, next_url, view.t("login.expired"), username, 403)
     hub = request.app[HUB]
     try:
