@@ -20,6 +20,9 @@ from typing import Any
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from adapters import keys
 from adapters.blob_store import FileBlobStore
@@ -32,6 +35,7 @@ from adapters.redis_mail_state import RedisMailState
 from adapters.redis_ops import RedisOps
 from adapters.redis_portal_cursor import RedisPortalCursor
 from adapters.redis_queue import RedisQueue
+from adapters.redis_rate_limit import RedisRateLimit
 from adapters.redis_retry_queue import RedisRetryQueue
 from adapters.redis_search import RedisSearchIndex
 from adapters.redis_server import EmbeddedRedis
@@ -164,6 +168,10 @@ class Hub:
         else:
             # A blocking pool: under a burst, callers wait for a connection instead of failing
             # (a failure here would turn into 503s for webhooks that Redis could have taken).
+            # One immediate retry on a connection error: after Redis restarts, every pooled
+            # connection is dead and would fail its next command (a 500 from the API, a 503
+            # to a provider) although Redis is back. Not on timeouts (a frozen Redis must
+            # not double the wait before a webhook's 503).
             pool = BlockingConnectionPool.from_url(
                 self.redis_url,
                 socket_timeout=timeout,
@@ -171,6 +179,7 @@ class Hub:
                 health_check_interval=30,
                 max_connections=128,
                 timeout=10,
+                retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             )
             self.redis = Redis.from_pool(pool)  # owns the pool: aclose() closes it
         self.store = RedisStore(self.redis, s.hub.ticket_prefix, self.clock)
@@ -180,6 +189,7 @@ class Hub:
         self.publisher = InboundPublisher(self.redis, s.redis.inbound_shards)
         self.outbox = Outbox(self.redis)
         self.ops = RedisOps(self.redis)
+        self.rate_limit = RedisRateLimit(self.redis)
         self.channels = build_channels(s)
         self.replies = ReplyService(self.store, self.outbox, self.channels, self.clock)
         self.events = RedisEvents(self.redis)

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     Discriminator,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     StringConstraints,
     Tag,
@@ -49,6 +50,17 @@ class HubSection(_Section):
     ticket_prefix: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,6}$")] = "KMN"
     reopen_window_hours: float = Field(72.0, ge=0)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    trusted_proxies: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="Reverse proxies whose X-Forwarded-For names the client (IPs or CIDRs); "
+        "from anyone else the header is ignored",
+    )
+    forged_webhooks_per_ip_per_minute: int = Field(
+        60,
+        ge=1,
+        description="Webhook calls with a bad signature one client may make per minute; "
+        "beyond it its calls get 429 before any work (providers never sign wrongly)",
+    )
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     default_region: str = Field("ID", description="Region for phone numbers written without +CC")

@@ -25,12 +25,11 @@ import structlog
 from aiohttp import web
 from redis.exceptions import RedisError
 
-from adapters.redis_rate_limit import RedisRateLimit
 from hub.identity import InvalidIdentity, normalize_phone, phone_identity
 from hub.ids import new_id
 from hub.model import Message
 from hub.settings import WebChannel
-from hub.web.common import HUB
+from hub.web.common import HUB, client_ip
 from hub.web.console.view import View
 
 log = structlog.get_logger("hub.webform")
@@ -51,7 +50,6 @@ REF_RE = re.compile(r"^[0-9a-z]{20}$")
 NUMBER_RE = re.compile(r"^[A-Z]{2,10}-\d{4}-\d{6}$")
 HONEYPOT = "website"
 WEB_CFG: web.AppKey[WebChannel] = web.AppKey("webform", WebChannel)
-LIMITER: web.AppKey[RedisRateLimit] = web.AppKey("webform_limiter", RedisRateLimit)
 CSS_URL: web.AppKey[str] = web.AppKey("webform_css", str)
 
 
@@ -164,14 +162,10 @@ def _too_many(view: View, retry_after: int) -> web.Response:
 
 async def _limited(request: web.Request, buckets: list[tuple[str, int]]) -> int:
     """Count one attempt in each bucket: the longest wait if any is over its limit, else 0."""
-    limiter = request.app[LIMITER]
+    limiter = request.app[HUB].rate_limit
     now = request.app[HUB].clock.now()
     waits = [await limiter.hit(b, limit, HOUR, now) for b, limit in buckets]
     return max(waits, default=0)
-
-
-def _client_ip(request: web.Request) -> str:
-    return request.remote or "unknown"
 
 
 async def form_page(request: web.Request) -> web.Response:
@@ -184,7 +178,7 @@ async def form_submit(request: web.Request) -> web.Response:
     cfg = request.app[WEB_CFG]
     try:
         wait = await _limited(
-            request, [(f"lapor:ip:{_client_ip(request)}", cfg.rate_per_ip_per_hour)]
+            request, [(f"lapor:ip:{client_ip(request)}", cfg.rate_per_ip_per_hour)]
         )
     except (RedisError, OSError):
         return _unavailable(view)
@@ -292,7 +286,7 @@ async def status_page(request: web.Request) -> web.Response:
     if nomor or kontak:
         try:
             wait = await _limited(
-                request, [(f"lapor:status:{_client_ip(request)}", cfg.rate_per_ip_per_hour)]
+                request, [(f"lapor:status:{client_ip(request)}", cfg.rate_per_ip_per_hour)]
             )
             found = None if wait else await _find(request, nomor, kontak)
         except (RedisError, OSError):
@@ -321,7 +315,6 @@ def setup(app: web.Application) -> None:
     if cfg is None or not cfg.enabled:
         return
     app[WEB_CFG] = cfg
-    app[LIMITER] = RedisRateLimit(app[HUB].redis)
     app[CSS_URL] = str(app.router["static"].url_for(filename="lapor.css"))
     app.router.add_get(FORM_PATH, form_page)
     app.router.add_post(FORM_PATH, form_submit)

@@ -6,6 +6,7 @@ reason), 413 too large, 503 when the message cannot be stored (so the provider r
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from urllib.parse import parse_qsl
@@ -24,7 +25,7 @@ from channels.base import (
 from channels.calls import events as call_events
 from hub.call_events import handle_call_event
 from hub.model import Message
-from hub.web.common import HUB, error
+from hub.web.common import HUB, client_ip, error
 
 log = structlog.get_logger("hub.webhooks")
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
@@ -98,6 +99,9 @@ async def _verified(
     ch = _account_channel(request, channel)
     if isinstance(ch, web.Response):
         return ch
+    throttled = await _forger_throttled(request, channel)
+    if throttled is not None:
+        return throttled
     req = await _inbound_request(request, channel)
     if isinstance(req, web.Response):
         return req
@@ -106,9 +110,38 @@ async def _verified(
     except SignatureError as exc:
         request.app[HUB].metrics.webhook_rejected.labels(channel, "signature").inc()
         log.warning("webhook.forged", reason=str(exc))
+        await _count_forgery(request)
         code = "stale_signature" if exc.status == 401 else "bad_signature"
         return error(exc.status, code, str(exc))
     return ch, req
+
+
+def _forger_bucket(request: web.Request) -> str:
+    return f"webhook:forged:{client_ip(request)}"
+
+
+async def _forger_throttled(request: web.Request, channel: str) -> web.Response | None:
+    """A client past its quota of forged calls gets 429 before the body is even read, so a
+    flood of unsigned traffic costs one Redis GET each. Providers sign every call, so they
+    never get here; if Redis is away, the signature check still protects (fail open)."""
+    hub = request.app[HUB]
+    limit = hub.settings.hub.forged_webhooks_per_ip_per_minute
+    try:
+        wait = await hub.rate_limit.over(_forger_bucket(request), limit, 60, hub.clock.now())
+    except (RedisError, OSError):
+        return None
+    if not wait:
+        return None
+    hub.metrics.webhook_rejected.labels(channel, "rate_limited").inc()
+    return error(429, "rate_limited", f"too many badly signed calls; retry in {wait} s",
+                 retry_after_s=wait)  # fmt: skip
+
+
+async def _count_forgery(request: web.Request) -> None:
+    hub = request.app[HUB]
+    limit = hub.settings.hub.forged_webhooks_per_ip_per_minute
+    with contextlib.suppress(RedisError, OSError):  # the 403 stands; the throttle misses one
+        await hub.rate_limit.hit(_forger_bucket(request), limit, 60, hub.clock.now())
 
 
 def _malformed(request: web.Request, channel: str, exc: PayloadError) -> web.Response:
