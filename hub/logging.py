@@ -1,7 +1,8 @@
 """structlog set up once: JSON (or pretty on a terminal), bound context, personal data masked.
 
 Log lines carry ids (request, message, ticket), never message bodies: the ``redact`` processor
-drops body-like keys and masks phone numbers and NIKs that slip into any string value.
+drops body-like keys and masks phone numbers, e-mail addresses and NIKs that slip into any
+string value.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ _PHONE = re.compile(r"(?<![\w.-])(\+\d{8,15}|(?:62|0)8\d{7,12})(?![\w-]|\.\d)")
 # NIK: 16 digits: province, regency, district, DDMMYY (day + 40 for women), serial.
 _NIK = re.compile(r"(?<![\w-])(\d{6})((?:[0-6]\d|7[01])(?:0[1-9]|1[0-2])\d{2})(\d{4})(?![\w-])")
 
+# An e-mail address keeps the first character of its local part and its domain (which says
+# which provider, not who): siti.rahayu@gmail.com -> s***@gmail.com.
+_EMAIL = re.compile(r"(?<![\w.+-])([\w.+-])[\w.+-]*@((?:[\w-]+\.)+[A-Za-z]{2,})(?![\w-])")
+
 
 def mask_phone(value: str) -> str:
     digits = [c for c in value if c.isdigit()]
@@ -32,6 +37,7 @@ def mask_phone(value: str) -> str:
 
 def mask_text(value: str) -> str:
     value = _NIK.sub(lambda m: m.group(1)[:2] + "*" * 10 + m.group(3)[-4:], value)
+    value = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
     return _PHONE.sub(lambda m: mask_phone(m.group(1)), value)
 
 

@@ -114,6 +114,19 @@ def test_mask_text_masks_nik(nik: str, masked: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("value", "masked"),
+    [
+        ("from=siti.rahayu@gmail.com", "from=s***@gmail.com"),
+        ("<Siti_R+kemnaker@warga.co.id>", "<S***@warga.co.id>"),
+        ("to ppid@kemnaker.go.id,", "to p***@kemnaker.go.id,"),
+    ],
+)
+def test_mask_text_masks_email_addresses(value: str, masked: str) -> None:
+    """Only the first character of the local part survives; the domain stays."""
+    assert mask_text(value) == masked
+
+
+@pytest.mark.parametrize(
     "value",
     [
         "1795383178620-0",  # Redis stream id
