@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock deploy/debian-packages.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit audit lock bench screenshots setup clean
+.PHONY: run test lint typecheck unit audit lock bench screenshots setup clean chaos
 
 $(STAMP): pyproject.toml requirements.lock deploy/debian-packages.txt deploy/install-system-packages.sh
 	bash deploy/install-system-packages.sh
@@ -45,6 +45,11 @@ lock: $(STAMP)
 
 bench: $(STAMP)
 	bench/run
+
+# Fault injection at scale (docs/reliability-faults.md): 5,000 messages, 30 s Redis outages,
+# kill -9 and SIGTERM of each role. The quick variants run in `make test`.
+chaos: $(STAMP)
+	HUB_CHAOS=1 $(VENV)/bin/pytest -q -s tests/faults -m chaos
 
 screenshots: $(STAMP)
 	HUB_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/pytest -q tests/browser tests/test_dashboard_page.py

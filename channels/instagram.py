@@ -166,7 +166,7 @@ def _opt_bool(parent: Mapping[str, Any], key: str, where: str) -> bool:
 
 def _id(value: Any, where: str) -> str:
     """A Graph id: a non-empty string (Meta's form) or a non-negative integer."""
-    if isinstance(value, str) and value and len(value) <= 200:
+    if isinstance(value, str) and value.strip() and len(value) <= 200:
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return str(value)
@@ -174,7 +174,12 @@ def _id(value: Any, where: str) -> str:
 
 
 def _party(event: Mapping[str, Any], key: str, where: str) -> str:
-    return _id(_obj(event.get(key), f"{where}.{key}").get("id"), f"{where}.{key}.id")
+    """An Instagram-scoped id or account id: digits (it becomes ``instagram:<id>``, and a
+    reply can only go to digits)."""
+    value = _id(_obj(event.get(key), f"{where}.{key}").get("id"), f"{where}.{key}.id")
+    if not _ID_RE.fullmatch(value):
+        raise PayloadError(f"{where}.{key}.id is not an Instagram id (digits)")
+    return value
 
 
 def _timestamp(event: Mapping[str, Any], where: str) -> tuple[str, float | None]:
@@ -396,7 +401,7 @@ class InstagramChannel:
         postback = _opt_obj(event, "postback", where)
         if postback is not None:
             pwhere = f"{where}.postback"
-            mid = _opt_str(postback, "mid", pwhere)
+            mid = _opt_str(postback, "mid", pwhere).strip()
             title = _opt_str(postback, "title", pwhere)
             payload = _opt_str(postback, "payload", pwhere)
             meta = {"recipient_id": recipient, "button_payload": _clip(payload)}
@@ -524,7 +529,7 @@ class InstagramChannel:
                 content_type = "application/octet-stream"  # a photo or a video: Meta won't say
             else:
                 continue  # fallback, like_heart, ...: recorded in instagram_type only
-            if url:
+            if url.strip():
                 attachments.append(Attachment(url=url, content_type=content_type))
         if types:
             meta["instagram_type"] = _clip(",".join(types))

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from channels.base import PayloadError, SignatureError, TransientSendError
+from channels.json_input import without_lone_surrogates
 
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 
@@ -45,7 +46,8 @@ def check_signature(app_secret: str, body: bytes, header: str) -> None:
     if algo != "sha256" or not given:
         raise SignatureError(f"{SIGNATURE_HEADER} is not sha256=<hex>")
     expected = sign_body(app_secret, body).removeprefix("sha256=")
-    if not hmac.compare_digest(given.strip().lower().encode(), expected.encode()):
+    # A header byte that is not UTF-8 arrives as a lone surrogate: never equal, never a crash.
+    if not hmac.compare_digest(given.strip().lower().encode("utf-8", "replace"), expected.encode()):
         raise SignatureError(f"{SIGNATURE_HEADER} does not match")
 
 
@@ -73,8 +75,11 @@ def load_json_object(body: bytes, expected_object: str) -> dict[str, Any]:
         raise PayloadError("body is nested too deeply") from None
     if not isinstance(data, dict):
         raise PayloadError("body must be a JSON object")
+    without_lone_surrogates(data)  # in place
     if data.get("object") != expected_object:
-        raise PayloadError(f"object must be {expected_object!r}, got {data.get('object')!r}")
+        got = repr(data.get("object"))
+        got = got if len(got) <= 60 else got[:57] + "..."  # a reason, not an echo of the body
+        raise PayloadError(f"object must be {expected_object!r}, got {got}")
     if not isinstance(data.get("entry"), list):
         raise PayloadError("entry must be a list")
     return data

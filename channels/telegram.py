@@ -54,6 +54,7 @@ from channels.base import (
     TransientSendError,
     WindowRule,
 )
+from channels.json_input import without_lone_surrogates
 from hub.identity import InvalidIdentity, normalize_phone
 from hub.ids import new_id
 from hub.model import (
@@ -88,6 +89,48 @@ def plain_bot(token: str, api_base_url: str, timeout_s: float) -> Bot:
         connect_timeout=timeout_s, read_timeout=timeout_s, write_timeout=timeout_s
     )
     return Bot(token, base_url=f"{base}/bot", base_file_url=f"{base}/file/bot", request=request)
+
+
+def _text(value: object, where: str) -> str:
+    """A string field of the Bot API ("" when absent)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(f"{where} must be a string")
+    return value
+
+
+def _id(value: object, where: str) -> int:
+    """A required integer field of the Bot API (chat and message ids); a bool is none."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PayloadError(f"{where} must be an integer")
+    return value
+
+
+def _int(value: object, where: str) -> int | None:
+    return None if value is None else _id(value, where)
+
+
+def _size(value: object, where: str) -> int | None:
+    size = _int(value, where)
+    if size is not None and size < 0:
+        raise PayloadError(f"{where} must not be negative")
+    return size
+
+
+def _file_id(value: object, where: str) -> str:
+    file_id = _text(value, where)
+    if not file_id.strip():
+        raise PayloadError(f"{where} is missing")
+    return file_id
+
+
+def _coordinate(value: object, limit: float, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PayloadError(f"{where} must be a number")
+    if not -limit <= value <= limit:  # also false for NaN; before float() of a huge int
+        raise PayloadError(f"{where} is out of range")
+    return float(value)
 
 
 def _retry_after_seconds(exc: RetryAfter) -> float:
@@ -131,7 +174,9 @@ class TelegramChannel:
         if not given:
             raise SignatureError(f"missing {SECRET_HEADER}")
         expected = self.settings.webhook_secret.get_secret_value()
-        if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+        # The header's bytes as sent: aiohttp keeps bytes that are not UTF-8 as surrogates.
+        given_bytes = given.encode("utf-8", "surrogateescape")
+        if not hmac.compare_digest(given_bytes, expected.encode("utf-8")):
             raise SignatureError(f"{SECRET_HEADER} does not match")
 
     def parse(self, request: InboundRequest, received_at: float) -> ParsedInbound:
@@ -139,8 +184,11 @@ class TelegramChannel:
             data = json.loads(request.body)
         except (ValueError, UnicodeDecodeError):
             raise PayloadError("body is not JSON") from None
+        except RecursionError:
+            raise PayloadError("body is nested too deeply") from None
         if not isinstance(data, dict):
             raise PayloadError("an Update must be a JSON object")
+        data = without_lone_surrogates(data)
         update_id = data.get("update_id")
         if not isinstance(update_id, int) or isinstance(update_id, bool):
             raise PayloadError("update_id is missing or not an integer")
@@ -151,8 +199,12 @@ class TelegramChannel:
                 raise PayloadError(f"{key} must be an object")
         try:
             update = Update.de_json(data, None)
-        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
-            raise PayloadError(f"not a Telegram Update: {type(exc).__name__}: {exc}") from None
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError, OSError) as exc:
+            # OSError: a date fromtimestamp() cannot take on this platform (errno 75)
+            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
+            raise PayloadError(f"not a Telegram Update: {reason}") from None
+        except RecursionError:
+            raise PayloadError("body is nested too deeply") from None
         tg = update.message or update.edited_message
         if tg is None:
             return ParsedInbound()
@@ -169,58 +221,79 @@ class TelegramChannel:
     def _message(
         self, update_id: int, tg: TgMessage, edited: bool, raw: str, received_at: float
     ) -> Message:
+        # PTB builds its objects from whatever JSON it is given: every field read here is
+        # checked for the type the Bot API documents, so a wrong one is a 400, not a crash.
+        where = "edited_message" if edited else "message"
         chat = tg.chat
         user = tg.from_user
-        meta: dict[str, str] = {"message_id": str(tg.message_id), "chat_type": str(chat.type)}
+        if chat is None:
+            raise PayloadError(f"{where}.chat is missing")
+        chat_id = _id(chat.id, f"{where}.chat.id")
+        meta: dict[str, str] = {
+            "message_id": str(_id(tg.message_id, f"{where}.message_id")),
+            "chat_type": _text(chat.type, f"{where}.chat.type"),
+        }
         if edited:
             meta["edited"] = "true"
         if user is not None:
-            if user.username:
-                meta["username"] = user.username
-            if user.language_code:
-                meta["language_code"] = user.language_code
-            display = " ".join(p for p in (user.first_name, user.last_name) if p)
+            uwhere = f"{where}.from"
+            if username := _text(user.username, f"{uwhere}.username"):
+                meta["username"] = username
+            if language := _text(user.language_code, f"{uwhere}.language_code"):
+                meta["language_code"] = language
+            names: tuple[object, ...] = (user.first_name, user.last_name)
+            display = " ".join(_text(p, f"{uwhere}.name") for p in names if p)
         else:
-            display = " ".join(p for p in (chat.first_name, chat.last_name) if p) or (
-                chat.title or ""
+            names = (chat.first_name, chat.last_name)
+            display = " ".join(_text(p, f"{where}.chat.name") for p in names if p) or _text(
+                chat.title, f"{where}.chat.title"
             )
         if tg.reply_to_message is not None:
-            meta["replied_to"] = str(tg.reply_to_message.message_id)
+            replied = tg.reply_to_message.message_id
+            meta["replied_to"] = str(_int(replied, f"{where}.reply_to_message.message_id"))
 
         kind = "text"
-        text = tg.text or tg.caption or ""
+        text = _text(tg.text, f"{where}.text") or _text(tg.caption, f"{where}.caption")
         attachments: list[Attachment] = []
         location: Location | None = None
         if tg.photo:
-            largest = max(tg.photo, key=lambda p: (p.width * p.height, p.file_size or 0))
-            attachments.append(
-                Attachment(
-                    url=f"{FILE_PREFIX}{largest.file_id}",
-                    content_type="image/jpeg",
-                    size=largest.file_size,
+            sizes = [
+                (
+                    _int(p.width, f"{where}.photo.width") or 0,
+                    _int(p.height, f"{where}.photo.height") or 0,
+                    _size(p.file_size, f"{where}.photo.file_size"),
+                    _file_id(p.file_id, f"{where}.photo.file_id"),
                 )
+                for p in tg.photo
+            ]
+            _w, _h, size, file_id = max(sizes, key=lambda p: (p[0] * p[1], p[2] or 0))
+            attachments.append(
+                Attachment(url=f"{FILE_PREFIX}{file_id}", content_type="image/jpeg", size=size)
             )
         if tg.document is not None:
-            d = tg.document
+            d, dwhere = tg.document, f"{where}.document"
             attachments.append(
                 Attachment(
-                    url=f"{FILE_PREFIX}{d.file_id}",
-                    content_type=d.mime_type or "application/octet-stream",
-                    name=(d.file_name or "")[:200],
-                    size=d.file_size,
+                    url=f"{FILE_PREFIX}{_file_id(d.file_id, f'{dwhere}.file_id')}",
+                    content_type=_text(d.mime_type, f"{dwhere}.mime_type").strip()
+                    or "application/octet-stream",
+                    name=_text(d.file_name, f"{dwhere}.file_name")[:200],
+                    size=_size(d.file_size, f"{dwhere}.file_size"),
                 )
             )
-        for media, default_type in (
-            (tg.video, "video/mp4"),
-            (tg.voice, "audio/ogg"),
-            (tg.audio, "audio/mpeg"),
+        for media, field, default_type in (
+            (tg.video, "video", "video/mp4"),
+            (tg.voice, "voice", "audio/ogg"),
+            (tg.audio, "audio", "audio/mpeg"),
         ):
             if media is not None:
+                mwhere = f"{where}.{field}"
+                mime = _text(getattr(media, "mime_type", None), f"{mwhere}.mime_type").strip()
                 attachments.append(
                     Attachment(
-                        url=f"{FILE_PREFIX}{media.file_id}",
-                        content_type=getattr(media, "mime_type", None) or default_type,
-                        size=media.file_size,
+                        url=f"{FILE_PREFIX}{_file_id(media.file_id, f'{mwhere}.file_id')}",
+                        content_type=mime or default_type,
+                        size=_size(media.file_size, f"{mwhere}.file_size"),
                     )
                 )
         if attachments:
@@ -228,24 +301,29 @@ class TelegramChannel:
         if tg.location is not None:
             kind = "location"
             venue = tg.venue
+            lwhere = f"{where}.location"
+            latitude = _coordinate(tg.location.latitude, 90, f"{lwhere}.latitude")
+            longitude = _coordinate(tg.location.longitude, 180, f"{lwhere}.longitude")
             location = Location(
-                latitude=float(tg.location.latitude),
-                longitude=float(tg.location.longitude),
-                address=(venue.address if venue else "")[:500],
-                label=(venue.title if venue else "")[:200],
+                latitude=latitude,
+                longitude=longitude,
+                address=_text(venue.address if venue else "", f"{where}.venue.address")[:500],
+                label=_text(venue.title if venue else "", f"{where}.venue.title")[:200],
             )
         if tg.contact is not None:
             kind = "contact"
-            c = tg.contact
-            name = " ".join(p for p in (c.first_name, c.last_name) if p)
+            c, cwhere = tg.contact, f"{where}.contact"
+            phone = _text(c.phone_number, f"{cwhere}.phone_number")
+            names = (c.first_name, c.last_name)
+            name = " ".join(_text(p, f"{cwhere}.name") for p in names if p)
             meta["contact_name"] = name[:200]
             is_sender = user is not None and c.user_id is not None and c.user_id == user.id
             meta["shared_phone_is_sender"] = "true" if is_sender else "false"
             try:
-                meta["shared_phone"] = normalize_phone(c.phone_number, self._region)
+                meta["shared_phone"] = normalize_phone(phone, self._region)
             except InvalidIdentity:
-                meta["shared_phone_invalid"] = c.phone_number[:40]
-            text = text or f"{name} {c.phone_number}".strip()
+                meta["shared_phone_invalid"] = phone[:40]
+            text = text or f"{name} {phone}".strip()
         if kind == "text" and not text:
             kind = "unsupported"  # a sticker, poll, game, ...: recorded, nothing to read
             meta["telegram_type"] = str(tg.effective_attachment.__class__.__name__).lower()
@@ -255,8 +333,8 @@ class TelegramChannel:
             channel=self.name,
             account=self.account,
             provider_id=f"update:{update_id}",
-            sender=telegram_identity(chat.id),
-            reply_address=str(chat.id),
+            sender=telegram_identity(chat_id),
+            reply_address=str(chat_id),
             received_at=received_at,
             kind=kind,
             text=text,

@@ -124,7 +124,7 @@ def _str(parent: Mapping[str, Any], key: str, where: str, required: bool = False
         value = ""
     if not isinstance(value, str):
         raise PayloadError(f"{where}.{key} must be a string")
-    if required and not value:
+    if required and not value.strip():  # blank is as good as missing (ids, types, from)
         raise PayloadError(f"{where}.{key} is missing")
     return value
 
@@ -374,7 +374,7 @@ class CloudWhatsApp:
             attachments = (
                 Attachment(
                     url=MEDIA_PREFIX + _id(media, "id", bwhere, required=True),
-                    content_type=_str(media, "mime_type", bwhere) or _DEFAULT_MIME[mtype],
+                    content_type=_str(media, "mime_type", bwhere).strip() or _DEFAULT_MIME[mtype],
                     name=_str(media, "filename", bwhere)[:200],
                 ),
             )

@@ -183,12 +183,12 @@ class TwilioWhatsApp:
 
     def _status(self, f: dict[str, str]) -> StatusUpdate:
         sid = f.get("MessageSid") or f.get("SmsSid") or ""
-        if not sid:
+        if not sid.strip():
             raise PayloadError("MessageSid is missing")
         raw_status = (f.get("MessageStatus") or f.get("SmsStatus") or "").lower()
         state = _STATUS_MAP.get(raw_status)
         if state is None:
-            raise PayloadError(f"unknown MessageStatus {raw_status!r}")
+            raise PayloadError(f"unknown MessageStatus {raw_status[:40]!r}")
         return StatusUpdate(
             channel=self.name,
             account=self.account,
@@ -200,7 +200,7 @@ class TwilioWhatsApp:
 
     def _message(self, f: dict[str, str], request: InboundRequest, received_at: float) -> Message:
         sid = f.get("MessageSid") or f.get("SmsMessageSid") or f.get("SmsSid") or ""
-        if not sid:
+        if not sid.strip():
             raise PayloadError("MessageSid is missing")
         raw_from = f.get("From", "")
         if not raw_from:
@@ -210,7 +210,7 @@ class TwilioWhatsApp:
         except InvalidIdentity as exc:
             raise PayloadError(f"From is not a usable phone number: {exc}") from None
         attachments = self._attachments(f)
-        kind = (f.get("MessageType") or "").lower()
+        kind = (f.get("MessageType") or "").strip().lower()
         location: Location | None = None
         if f.get("Latitude") or f.get("Longitude"):
             try:
@@ -265,11 +265,13 @@ class TwilioWhatsApp:
             raise PayloadError(f"NumMedia {n} is above {MAX_MEDIA}")
         out = []
         for i in range(n):
-            url = f.get(f"MediaUrl{i}")
-            if not url:
+            url = f.get(f"MediaUrl{i}", "")
+            if not url.strip():
                 raise PayloadError(f"MediaUrl{i} is missing (NumMedia={n})")
             out.append(
-                Attachment(url=url, content_type=f.get(f"MediaContentType{i}", "") or "unknown")
+                Attachment(
+                    url=url, content_type=f.get(f"MediaContentType{i}", "").strip() or "unknown"
+                )
             )
         return tuple(out)
 

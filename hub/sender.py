@@ -168,7 +168,12 @@ class Sender:
         claim = await self.store.claim_reply(cid, rid, self.opt.stale_sending_ms)
         if not claim.go:
             log.debug("reply.skipped", reply_id=rid, state=claim.state)
-            await group.ack([e.id])
+            if claim.state != "busy":
+                await group.ack([e.id])
+            # "busy": another sender holds it, or held it and died mid-send. Leave the entry
+            # pending: the holder acks it when done; if it died, the entry is reclaimed again
+            # until the claim is stale (stale_sending_ms) and the reply is sent once more.
+            # Acking it here would strand the reply in "sending" for good.
             return
         rec: dict[str, Any] = claim.reply or {}
         bound = log.bind(reply_id=rid, channel=channel, attempt=claim.attempts)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from channels.base import PayloadError
+from channels.json_input import without_lone_surrogates
 from channels.signing import StaleSignature, check_timestamped, sign
 
 EVENTS = ("ringing", "answered", "hangup")
@@ -85,8 +86,11 @@ def parse_event(body: bytes) -> CallEvent:
         d = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise PayloadError("body is not JSON") from None
+    except RecursionError:
+        raise PayloadError("body is nested too deeply") from None
     if not isinstance(d, dict):
         raise PayloadError("body must be a JSON object")
+    d = without_lone_surrogates(d)
     event = _str(d, "event", 20, required=True)
     if event not in EVENTS:
         raise PayloadError(f"event must be one of {', '.join(EVENTS)}")
@@ -94,7 +98,9 @@ def parse_event(body: bytes) -> CallEvent:
     if not CALL_ID.match(call_id):
         raise PayloadError("call_id has characters other than letters, digits and ._:@-")
     at = d.get("at")
-    if at is not None and (not isinstance(at, int | float) or isinstance(at, bool) or at < 0):
+    if at is not None and (
+        not isinstance(at, int | float) or isinstance(at, bool) or not 0 <= at < 10**11
+    ):  # also refuses NaN and infinities (1e999), and ints too large for a float
         raise PayloadError("at must be unix seconds")
     return CallEvent(
         event=event,

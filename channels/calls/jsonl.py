@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any
 
 from channels.calls.records import RECORD_FIELDS, CallRecord, RecordError
+from channels.json_input import without_lone_surrogates
 
 _TIMES = ("offered_at", "answered_at", "ended_at")
 _SECONDS = ("wait_s", "talk_s", "wrapup_s")
@@ -51,7 +52,7 @@ def _time(v: Any, name: str) -> float | None:
     if isinstance(v, bool):
         raise RecordError(f"bad {name}")
     if isinstance(v, int | float):
-        if not math.isfinite(v) or not 0 <= v < 10**11:
+        if not 0 <= v < 10**11:  # also false for NaN and infinities; no float() of 10**400
             raise RecordError(f"{name} is not a plausible epoch")
         return float(v)
     if isinstance(v, str):
@@ -72,7 +73,7 @@ def _seconds(v: Any, name: str) -> int:
         raise RecordError(f"bad {name}")
     try:
         seconds = float(v)
-    except ValueError:
+    except (ValueError, OverflowError):  # an int too large for a float, say 10**400
         raise RecordError(f"bad {name}") from None
     if not math.isfinite(seconds) or seconds >= 10**9:
         raise RecordError(f"{name} is not a plausible duration")
@@ -87,10 +88,11 @@ class JsonlParser:
     def parse_line(self, line: str) -> CallRecord:
         try:
             obj = json.loads(line)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # also an integer of more than 4300 digits
             raise RecordError("not json") from None
         if not isinstance(obj, dict):
             raise RecordError("not a json object")
+        obj = without_lone_surrogates(obj)
         for name in ("call_id", "direction", "disposition"):
             if not obj.get(name):
                 raise RecordError(f"missing {name}")

@@ -74,6 +74,8 @@ def _int(value: str, what: str) -> int:
         raise RecordError(f"bad {what}") from None
     if n < 0:
         raise RecordError(f"negative {what}")
+    if n >= 10**9:  # seconds (or ms of ringing): more would overflow the times derived from it
+        raise RecordError(f"{what} is not a plausible duration")
     return n
 
 
@@ -134,6 +136,8 @@ class QueueLogParser:
             epoch = float(raw_epoch)
         except ValueError:
             raise RecordError("bad epoch") from None
+        if not 0 <= epoch < 10**11:  # also false for nan; inf would make every time inf
+            raise RecordError("epoch is not a plausible unix time")
         if not uid or uid == "NONE" or event not in _TRACKED:
             return None
         call = self._open.get(uid)

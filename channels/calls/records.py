@@ -68,6 +68,8 @@ class CallRecord:
     def __post_init__(self) -> None:
         if not self.call_id:
             raise RecordError("missing call id")
+        if any(ch.isspace() for ch in self.call_id):  # it names the withheld caller's identity
+            raise RecordError("call id has whitespace")
         if self.direction not in DIRECTIONS:
             raise RecordError(f"direction must be in|out, got {self.direction[:12]!r}")
         if self.disposition not in DISPOSITIONS:

@@ -29,7 +29,8 @@ import mimetypes
 import re
 from dataclasses import dataclass, field
 from email import policy
-from email.headerregistry import Address
+from email.errors import MessageError
+from email.headerregistry import Address, BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 from email.message import Message as StdMessage
 from email.parser import BytesParser
@@ -49,6 +50,25 @@ OMITTED_TOO_LARGE = "omitted:too-large"
 TICKET_NUMBER = re.compile(r"\bKMN-\d{4}-\d{6}\b")
 _MSGID = re.compile(r"<[^<>\s]+>")
 _MAX_PARENTS = 30
+# An address the hub keeps as an identity key and replies to: nothing of a header around it.
+_NOT_IN_ADDRESS = re.compile(r"[\s<>()\[\],;\\\x00-\x1f\x7f]")
+
+
+class _TolerantHeaders(HeaderRegistry):
+    """``policy.default``'s header classes, except that a header their parser cannot read
+    (the stdlib raises IndexError on ``Message-ID: <>``, for one) is kept as unstructured
+    text instead of raising from every ``msg.get``."""
+
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        try:
+            return super().__call__(name, value)
+        except (IndexError, ValueError, TypeError, AttributeError, MessageError):
+            unparsed = type("_UnparsedHeader", (UnstructuredHeader, BaseHeader), {})
+            header: BaseHeader = unparsed(name, value)
+            return header
+
+
+_POLICY = policy.default.clone(header_factory=_TolerantHeaders())
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +106,7 @@ def decode_bytes(data: bytes, charset: str | None) -> str:
     name = (charset or "us-ascii").strip().strip('"').lower()
     try:
         name = codecs.lookup(name).name
-    except LookupError:
+    except (LookupError, ValueError):  # ValueError: a NUL in the label
         name = "utf-8"
     if name in ("ascii", "latin-1", "iso8859-1"):
         try:
@@ -330,7 +350,7 @@ def _sender(msg: EmailMessage) -> tuple[str, str]:
         name, addr = parseaddr(_fix_8bit(str(header)))
     addr = addr.strip().strip("<>").lower()
     local, at, domain = addr.rpartition("@")
-    if not at or not local or "." not in domain:
+    if not at or not local or "." not in domain or _NOT_IN_ADDRESS.search(addr):
         raise PayloadError("From has no usable address")
     return addr, " ".join(name.split())[:200]
 
@@ -371,6 +391,28 @@ def _leaves(part: StdMessage) -> list[StdMessage]:
     return [part]
 
 
+def _as_bytes(part: StdMessage) -> bytes:
+    """An attached mail's bytes. The stdlib's generators fail on some mails its parser took
+    (8-bit bytes in a long header, a header it cannot parse again, a multipart without its
+    boundary, an unknown charset): those are written as their headers came and their body
+    as parsed, the 8-bit bytes restored."""
+    try:
+        return part.as_bytes(policy=policy.SMTP)
+    except (UnicodeError, LookupError, IndexError, ValueError, TypeError, AttributeError,
+            MessageError):  # fmt: skip
+        return _as_received(part).encode("utf-8", "surrogateescape")
+
+
+def _as_received(part: StdMessage) -> str:
+    head = "".join(f"{name}: {value}\r\n" for name, value in part.raw_items())
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        body = "\r\n".join(_as_received(p) for p in payload if isinstance(p, StdMessage))
+    else:
+        body = payload if isinstance(payload, str) else ""
+    return f"{head}\r\n{body}"
+
+
 def _leaf_bytes(part: StdMessage) -> bytes:
     if part.get_content_maintype() == "message" or part.is_multipart():
         payload = part.get_payload()
@@ -380,9 +422,18 @@ def _leaf_bytes(part: StdMessage) -> bytes:
         if part.get_content_type() in ("message/rfc822", "message/global"):
             inner = inner[:1]
         if inner:  # an attached mail; a delivery-status part's field groups
-            return b"".join(p.as_bytes(policy=policy.SMTP) for p in inner)
+            return b"".join(_as_bytes(p) for p in inner)
     data = part.get_payload(decode=True)
     return data if isinstance(data, bytes) else b""
+
+
+def _find_body(msg: EmailMessage, kind: str) -> EmailMessage | None:
+    """``msg.get_body`` for one preference, or None where the stdlib fails on its own parse
+    (a multipart/related whose boundary never came is a string it walks as parts)."""
+    try:
+        return msg.get_body(preferencelist=(kind,))  # type: ignore[return-value]
+    except (AttributeError, TypeError, KeyError, IndexError):
+        return None
 
 
 # -- the entry point -----------------------------------------------------------------------
@@ -402,7 +453,7 @@ def parse_mail(
 
     Raises PayloadError only when the mail names no sender address at all; anything else
     (bad charsets, broken MIME, missing Message-ID) is tolerated as mail clients do."""
-    parsed = BytesParser(policy=policy.default).parsebytes(raw)
+    parsed = BytesParser(policy=_POLICY).parsebytes(raw)
     if not isinstance(parsed, EmailMessage):  # policy.default always gives EmailMessage
         raise PayloadError("not an e-mail message")
     msg = parsed
@@ -419,8 +470,8 @@ def parse_mail(
     subject = _header(msg, "Subject")[:998]
     meta: dict[str, str] = {"subject": subject, "message_id": message_id}
 
-    plain = msg.get_body(preferencelist=("plain",))
-    html_part = msg.get_body(preferencelist=("html",))
+    plain = _find_body(msg, "plain")
+    html_part = _find_body(msg, "html")
     html_clean = ""
     if html_part is not None and html_part.get_content_type() == "text/html":
         html_clean = sanitize_html(_part_text(html_part))[: max_text_chars * 2]

@@ -98,6 +98,8 @@ class PortalChannel:
             event = json.loads(request.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise PayloadError(f"body is not valid JSON: {exc}") from None
+        except RecursionError:
+            raise PayloadError("body is nested too deeply") from None
         return ParsedInbound(messages=[self.parse_event(event, received_at)])
 
     def parse_event(self, event: Any, received_at: float) -> Message:

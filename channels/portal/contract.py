@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from channels.base import PayloadError
+from channels.json_input import without_lone_surrogates
 from channels.signing import StaleSignature, check_timestamped, sign
 from hub.identity import InvalidIdentity, normalize_phone, phone_identity
 from hub.ids import new_id
@@ -113,16 +114,18 @@ def parse_event(
     """One webhook body or one item of the events list → a Message; PayloadError says why not."""
     if not isinstance(event, dict):
         raise PayloadError("the event must be a JSON object")
+    event = without_lone_surrogates(event)
     kind = event.get("event")
-    if kind not in EVENTS:
-        raise PayloadError(f"unknown event {kind!r} (expected one of {sorted(EVENTS)})")
+    if not isinstance(kind, str) or kind not in EVENTS:
+        shown = repr(kind) if len(repr(kind)) <= 60 else repr(kind)[:57] + "..."
+        raise PayloadError(f"unknown event {shown} (expected one of {sorted(EVENTS)})")
     request, message = _obj(event, "request"), _obj(event, "message")
     citizen = _obj(event, "citizen")
     req_id = _str(request, "id", "request", 200)
     if not REQUEST_ID.match(req_id):
         raise PayloadError("request.id is missing or not a portal request id")
     msg_id = _str(message, "id", "message", 201)
-    if not msg_id or len(msg_id) > 200:
+    if not msg_id.strip() or len(msg_id) > 200:
         raise PayloadError("message.id is missing")
     text = _str(message, "text", "message")
     attachments = _attachments(message)
@@ -151,7 +154,7 @@ def parse_event(
     if email and _EMAIL.match(email):
         identities.append(("identity.email", f"email:{email}"))
     portal_account = _str(citizen, "account_id", "citizen", 200).strip()
-    if portal_account:
+    if portal_account and not any(ch.isspace() for ch in portal_account):  # an identity key
         identities.append(("identity.portal", f"portal:{portal_account}"))
     if not identities:
         raise PayloadError("citizen has no usable phone, e-mail or account_id")
@@ -159,6 +162,7 @@ def parse_event(
     for key, ident in identities[1:]:
         meta[key] = ident
 
+    display_name = _str(citizen, "name", "citizen", 200)
     nik = "".join(ch for ch in _str(citizen, "nik", "citizen", 100) if not ch.isspace())
     valid_nik = len(nik) == 16 and nik.isdigit()
     if valid_nik:
@@ -167,6 +171,7 @@ def parse_event(
         # The citizen may have typed it into the message too: mask it wherever it appears.
         text = text.replace(nik, meta["nik_masked"])
         meta["subject"] = meta["subject"].replace(nik, meta["nik_masked"])
+        display_name = display_name.replace(nik, meta["nik_masked"])
     elif nik:
         meta["nik_invalid"] = "1"
     raw_event = {**event, "citizen": {**citizen, "nik": meta.get("nik_masked", "[invalid]")}}
@@ -183,7 +188,7 @@ def parse_event(
         received_at=received_at,
         kind="portal",
         text=text,
-        display_name=_str(citizen, "name", "citizen", 200),
+        display_name=display_name,
         attachments=attachments,
         thread_hints=(f"portal-request:{req_id}",),
         provider_ts=_ts(_str(message, "created_at", "message", 100))

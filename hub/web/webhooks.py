@@ -6,6 +6,7 @@ reason), 413 too large, 503 when the message cannot be stored (so the provider r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -30,6 +31,7 @@ from hub.web.common import HUB, client_ip, error
 log = structlog.get_logger("hub.webhooks")
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 MAX_FIELDS = 500
+THROTTLE_LOOKUP_S = 0.25  # the forgers' quota lookup fails open after this
 
 
 async def _inbound_request(request: web.Request, channel: str) -> InboundRequest | web.Response:
@@ -127,8 +129,11 @@ async def _forger_throttled(request: web.Request, channel: str) -> web.Response 
     hub = request.app[HUB]
     limit = hub.settings.hub.forged_webhooks_per_ip_per_minute
     try:
-        wait = await hub.rate_limit.over(_forger_bucket(request), limit, 60, hub.clock.now())
-    except (RedisError, OSError):
+        # Bounded: with Redis frozen, this lookup would otherwise hold every signed call for
+        # the socket timeout before its own XADD even starts, past the provider's timeout.
+        async with asyncio.timeout(THROTTLE_LOOKUP_S):
+            wait = await hub.rate_limit.over(_forger_bucket(request), limit, 60, hub.clock.now())
+    except (RedisError, OSError):  # OSError includes the lookup's TimeoutError
         return None
     if not wait:
         return None
