@@ -46,10 +46,13 @@ lock: $(STAMP)
 bench: $(STAMP)
 	bench/run
 
-# Fault injection at scale (docs/reliability-faults.md): 5,000 messages, 30 s Redis outages,
-# kill -9 and SIGTERM of each role. The quick variants run in `make test`.
+# Fault injection at scale (docs/reliability.md): 5,000 messages, 30 s Redis outages,
+# kill -9 and SIGTERM of each role; then the parsers and the API fuzzed much longer.
+# The quick variants of all three run in `make test`.
 chaos: $(STAMP)
 	HUB_CHAOS=1 $(VENV)/bin/pytest -q -s tests/faults -m chaos
+	HUB_FUZZ_EXAMPLES=5000 HUB_FUZZ_PROFILE=hub-chaos $(VENV)/bin/pytest -q -n 2 tests/properties
+	HUB_FUZZ_EXAMPLES=60 $(VENV)/bin/pytest -q tests/test_api_schemathesis.py
 
 screenshots: $(STAMP)
 	HUB_SCREENSHOTS=$(CURDIR)/docs $(VENV)/bin/pytest -q tests/browser tests/test_dashboard_page.py

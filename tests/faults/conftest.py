@@ -202,7 +202,7 @@ class Rig:
 
 
 def record(name: str, figures: dict[str, Any], rig: Rig | None = None) -> None:
-    """Keep a run's figures (var/faults/<name>.json) for docs/reliability-faults.md."""
+    """Keep a run's figures (var/faults/<name>.json) for docs/reliability.md."""
     FIGURES.mkdir(parents=True, exist_ok=True)
     at = time.strftime("%Y-%m-%d %H:%M:%S")
     figures = {"test": name, "at": at, **figures}

@@ -1,5 +1,5 @@
 """Print the figures of the last fault runs (var/faults/*.json) as Markdown tables, for
-docs/reliability-faults.md: ``.venv/bin/python -m tests.faults.figures``."""
+docs/reliability.md: ``.venv/bin/python -m tests.faults.figures``."""
 
 from __future__ import annotations
 

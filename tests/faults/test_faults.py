@@ -4,7 +4,7 @@ the test's own, under load from tests/faults/loadgen.py, checked by tests/faults
 Every test asserts that what the providers got a 2xx for is on its citizen's ticket exactly
 once and in the citizen's order, and that every reply ends in a final state, seen by the
 provider at most once per attempt. The exceptions the design allows are measured and
-written to var/faults/<test>.json (docs/reliability-faults.md has the figures):
+written to var/faults/<test>.json (docs/reliability.md has the figures):
 
 - a reply the sender had handed to the provider when it was killed is sent again, as a new
   attempt, once it has been "sending" longer than 2 x outbox.send_timeout_s;
