@@ -122,7 +122,7 @@ class Dispatcher:
             await asyncio.wait_for(self._stop.wait(), seconds)
 
     async def _work_shard(self, group: Group) -> None:
-        held = False
+        held = resync = False
         last_claim = last_trim = 0.0
         read_block = max(1, min(self.opt.block_ms, self.opt.lease_ms // 3))
         while not self._stop.is_set():
@@ -140,6 +140,14 @@ class Dispatcher:
                     # ack is ours now, before any newer entry, so order per citizen holds.
                     log.info("dispatcher.lease_taken", stream=group.stream, owner=self.owner)
                     held, last_claim, min_idle = True, 0.0, 0
+                elif resync:
+                    # A round trip that failed may have been carried out by Redis all the
+                    # same: a read whose answer was lost left its entries pending for us,
+                    # unseen. Take them back before any newer entry, or a citizen's next
+                    # message would be applied before them.
+                    log.info("dispatcher.resync", stream=group.stream)
+                    last_claim, min_idle = 0.0, 0
+                resync = False
                 now = time.monotonic()
                 if now - last_claim >= self.opt.claim_idle_ms / 2000:
                     last_claim = now
@@ -158,6 +166,7 @@ class Dispatcher:
                 raise
             except Exception as exc:
                 log.error("dispatcher.loop_failed", stream=group.stream, error=repr(exc)[:300])
+                resync = True
                 await self._pause(1.0)
         with contextlib.suppress(Exception):
             await group.release_lease(self.owner)

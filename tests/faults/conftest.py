@@ -85,7 +85,7 @@ class Rig:
             },
             "redis": {"url": self.redis.url, "inbound_shards": SHARDS},
             "dispatcher": {
-                "batch_size": 100, "block_ms": 50, "claim_idle_ms": 500, "lease_ms": 1000,
+                "batch_size": 100, "block_ms": 50, "claim_idle_ms": 30_000, "lease_ms": 1000,
                 "max_deliveries": 5,
             },
             "outbox": {
