@@ -174,8 +174,6 @@ async def _accept(request: web.Request, channel: str) -> web.Response | int:
         return _malformed(request, channel, exc)
     except RecursionError:
         return _malformed(request, channel, PayloadError("body is nested too deeply"))
-    if not _unicode(*(m.to_json() for m in parsed.messages)):
-        return _malformed(request, channel, PayloadError("text with lone surrogates"))
     try:
         for parsed_msg in parsed.messages:
             msg = _for_its_account(request, parsed_msg)
