@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -165,7 +168,15 @@ async def test_demo_forms_tickets_and_acknowledges_then_stops_cleanly(tmp_path: 
             assert paths == ["/v21.0/17841400000000099/messages"]
             async with s.get(base + "/") as r:
                 page = await r.text()
+                csp = r.headers["Content-Security-Policy"]
+                assert r.headers["X-Frame-Options"] == "DENY"
             assert "KMN-2026-" in page or "KMN-" in page
+            # the overview's one inline style is allowed by its hash, and nothing else is
+            [style] = re.findall(r"<style>(.*?)</style>", page, re.S)
+            digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+            assert f"style-src 'sha256-{digest}'" in csp
+            assert csp.startswith("default-src 'none'")
+            assert "<script" not in page
             async with s.get(f"http://127.0.0.1:{fake_port}/_fake/messages") as r:
                 assert len(await r.json()) == 5
 

@@ -9,12 +9,25 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 if TYPE_CHECKING:
     from hub.runtime import Hub
 
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 log = structlog.get_logger("hub.http")
+
+# The store is down or frozen (Redis restarting, failing over, a network cut): a request met
+# one of these is worth retrying, so it gets 503 + Retry-After, not a 500 that reads as a bug.
+STORE_DOWN = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError)
+STORE_DOWN_RETRY_S = 5
+_STORE_DOWN_PAGE = """<!doctype html><html lang="id"><head><meta charset="utf-8">
+<title>503 — sementara tidak tersedia</title></head><body>
+<h1>Sementara tidak tersedia</h1>
+<p>Hub tidak dapat menjangkau penyimpanannya. Coba lagi dalam beberapa detik.</p>
+<p lang="en">The hub cannot reach its store right now. Retry in a few seconds.</p>
+</body></html>"""
 
 
 def client_ip(request: web.Request) -> str:
@@ -71,6 +84,10 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
     except web.HTTPException as exc:
         status = exc.status
         raise
+    except STORE_DOWN as exc:
+        status = 503
+        log.warning("http.store_unavailable", path=request.path, error=type(exc).__name__)
+        response = _store_unavailable(request, rid)
     except Exception as exc:
         log.exception("http.unhandled", path=request.path, error=repr(exc)[:200])
         response = error(500, "internal_error", "the hub failed on this request", request_id=rid)
@@ -85,3 +102,26 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
         structlog.contextvars.clear_contextvars()
     response.headers["X-Request-Id"] = rid
     return response
+
+
+def _store_unavailable(request: web.Request, rid: str) -> web.Response:
+    """A page for people in the console, the JSON error for everyone else."""
+    if request.path.startswith("/console") and request.method in ("GET", "HEAD"):
+        return web.Response(
+            text=_STORE_DOWN_PAGE,
+            status=503,
+            content_type="text/html",
+            charset="utf-8",
+            headers={
+                "Retry-After": str(STORE_DOWN_RETRY_S),
+                "Content-Security-Policy": "default-src 'none'",
+                "Cache-Control": "no-store",
+            },
+        )
+    return error(
+        503,
+        "store_unavailable",
+        "the hub cannot reach its store right now; retry",
+        retry_after_s=STORE_DOWN_RETRY_S,
+        request_id=rid,
+    )

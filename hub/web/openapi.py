@@ -646,9 +646,13 @@ def spec() -> dict[str, Any]:
     paths.update(SEARCH_PATHS)
     paths.update(REPORTS_PATHS)
     for path, item in paths.items():
-        if path.startswith("/webhooks/"):
-            for op in item.values():
+        for op in item.values():
+            if path.startswith("/webhooks/"):
                 op["security"] = []
+            # Any operation that touches the store answers 503 + Retry-After while it is down
+            # (hub/web/common.py); only the liveness probe never does.
+            if path != "/healthz":
+                op["responses"].setdefault("503", _resp("Store unavailable; retry", _ERR))
     nested: dict[str, Any] = {}
     _hoist_defs(paths, nested)
     return {
