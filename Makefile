@@ -38,10 +38,14 @@ test: lint typecheck audit unit
 audit: $(STAMP)
 	bash .ci/audit
 
-# Re-pin every package (with hashes) after changing pyproject.toml's dependencies.
+# Re-pin every package (with hashes) after changing pyproject.toml's dependencies; the
+# runtime subset (what deploy/Dockerfile installs) takes the same versions.
 lock: $(STAMP)
 	$(VENV)/bin/pip-compile --quiet --extra dev --generate-hashes --strip-extras --allow-unsafe \
 		--no-emit-index-url --no-emit-find-links -o requirements.lock pyproject.toml
+	$(VENV)/bin/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe \
+		--no-emit-index-url --no-emit-find-links -c requirements.lock \
+		-o deploy/requirements-runtime.lock pyproject.toml
 
 bench: $(STAMP)
 	bench/run

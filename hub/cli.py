@@ -27,18 +27,19 @@ from hub.settings import (
 )
 
 DEFAULT_CONFIG = "config/hub.toml"
+ROLE_ALIASES = {"poller": "intake"}  # the pollers (IMAP, portal, call log) are the intake role
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m hub", description="Kemnaker contact hub")
     sub = p.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="start the hub")
+    run = sub.add_parser("run", aliases=["serve"], help="start the hub")
     run.add_argument("--config", default=DEFAULT_CONFIG)
     run.add_argument(
         "--role",
         action="append",
-        choices=["web", "dispatcher", "sender", "intake"],
-        help="run only these roles (repeatable); default: all",
+        choices=["web", "dispatcher", "sender", "intake", "poller"],
+        help="run only these roles (repeatable; poller = intake); default: all",
     )
     run.add_argument("--demo", action="store_true", help="fake Twilio, simulated citizens")
     sim = sub.add_parser("simulate", help="post signed WhatsApp webhooks from citizens")
@@ -202,6 +203,12 @@ async def _serve_hub(settings: Settings, roles: frozenset[str], demo: bool, fake
             runner = web.AppRunner(build_app(hub, demo), access_log=None, shutdown_timeout=10)
             await runner.setup()
             await web.TCPSite(runner, settings.hub.listen_host, settings.hub.listen_port).start()
+        elif settings.hub.ops_port:
+            from hub.web.ops import ops_app
+
+            runner = web.AppRunner(ops_app(hub), access_log=None, shutdown_timeout=5)
+            await runner.setup()
+            await web.TCPSite(runner, settings.hub.listen_host, settings.hub.ops_port).start()
         print(_banner(settings, demo, fake.base_url if fake else "", hub.redis_url), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -300,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         ok = sum(1 for c in codes if c == 200)
         print(f"posted {len(codes)} signed webhooks to {url}: {ok} accepted")
         return 0 if ok == len(codes) else 1
-    roles = frozenset(args.role) if args.role else ROLES
+    roles = frozenset(ROLE_ALIASES.get(r, r) for r in args.role) if args.role else ROLES
     Path(settings.hub.data_dir).mkdir(parents=True, exist_ok=True)
     _run_loop(serve(settings, roles, args.demo))
     return 0

@@ -46,6 +46,13 @@ class HubSection(_Section):
     )
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(8080, ge=0, le=65535)
+    ops_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="A process without the web role serves /healthz, /readyz and /metrics on "
+        "this port (probes and Prometheus for dispatchers, senders, pollers); 0 = none",
+    )
     data_dir: Path = Path("var")
     ticket_prefix: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2,6}$")] = "KMN"
     reopen_window_hours: float = Field(72.0, ge=0)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from hub.supervisor_metrics import export
 from hub.web.common import HUB
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -50,6 +55,15 @@ async def metrics(request: web.Request) -> web.Response:
         pass  # the counters still tell; the gauges keep their last value
     body = generate_latest(m.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def ops_app(hub: Hub) -> web.Application:
+    """The probes and metrics alone, for a process without the web role (``hub.ops_port``):
+    no webhooks, no console, no API; nothing here needs a sign-in."""
+    app = web.Application()
+    app[HUB] = hub
+    setup(app)
+    return app
 
 
 def setup(app: web.Application) -> None:
