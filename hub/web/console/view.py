@@ -7,6 +7,7 @@ import base64
 import binascii
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,23 @@ ENV = jinja2.Environment(
     lstrip_blocks=True,
     keep_trailing_newline=False,
 )
+
+
+# Unicode's explicit direction controls (embeddings, overrides, isolates).
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+class IsolatingTranslator(Translator):
+    """``t(key, **values)`` where a value that carries direction controls (a citizen's name
+    with a right-to-left override) is wrapped in FSI … PDI (U+2068, U+2069): the PDI ends
+    every override opened inside it, so the value cannot reorder the sentence around it."""
+
+    def __call__(self, key: str, **values: Any) -> str:
+        return super().__call__(
+            key,
+            **{k: f"\u2068{v}\u2069" if isinstance(v, str) and BIDI_CONTROLS.search(v) else v
+               for k, v in values.items()},
+        )  # fmt: skip
 
 
 class Refused(Exception):
@@ -114,7 +132,7 @@ class View:
             if FLASH_COOKIE in request.cookies
             else None
         )
-        return cls(request, hub, who, lang, Translator(lang), set_lang, flash)
+        return cls(request, hub, who, lang, IsolatingTranslator(lang), set_lang, flash)
 
     @property
     def me(self) -> Principal:

@@ -320,9 +320,14 @@
       [["typing", typing, othersBox.dataset.i18nTyping], ["viewing", viewing, othersBox.dataset.i18nViewing]]
         .forEach(function (row) {
           if (!row[1].length) { return; }
-          var span = document.createElement("span");
-          span.className = row[0];
-          span.textContent = (row[2] || "{names}").replace("{names}", row[1].join(", "));
+          var span = el("span", row[0]);
+          var around = (row[2] || "{names}").split("{names}");
+          span.appendChild(document.createTextNode(around[0]));
+          row[1].forEach(function (name, i) {  // each in a <bdi>: its direction stays its own
+            if (i) { span.appendChild(document.createTextNode(", ")); }
+            span.appendChild(el("bdi", "", name));
+          });
+          span.appendChild(document.createTextNode(around.slice(1).join("{names}")));
           othersBox.appendChild(span);
         });
     }
