@@ -58,15 +58,15 @@ def _message(m: dict[str, Any]) -> str:
     if m.get("kind") == "location" and m.get("location"):
         loc = m["location"]
         text = f"📍 {loc.get('latitude')}, {loc.get('longitude')} {loc.get('address', '')}"
-    if m.get("attachments"):
-        text += f" [{len(m['attachments'])} attachment(s)]"
+    # the hub's own words stay outside the citizen's <bdi>, so an override cannot turn them
+    extra = f" [{len(m['attachments'])} attachment(s)]" if m.get("attachments") else ""
     state = (
         f' <span class="s {escape(m["state"])}">{escape(m["state"])}</span>' if cls == "out" else ""
     )
     who = escape(m.get("display_name") or "") if cls == "in" else escape(m.get("author") or "hub")
     return (
-        f'<div class="m {cls}"><div class="meta">{who} · {_ts(m.get("at", ""))}'
-        f" · {escape(m.get('channel', ''))}{state}</div>{escape(text)}</div>"
+        f'<div class="m {cls}"><div class="meta"><bdi>{who}</bdi> · {_ts(m.get("at", ""))}'
+        f" · {escape(m.get('channel', ''))}{state}</div><bdi>{escape(text)}</bdi>{extra}</div>"
     )
 
 

@@ -61,10 +61,10 @@ markup that slipped through would run here (the CSP itself is the route matrix's
 Each payload also ends with a right-to-left override (U+202E) and a word: the override must
 stay inside its field, as in ``<bdi>``: nothing after the field on the same line may be drawn
 inside it (a name must not turn "· WhatsApp · 14:03" into "30:41 · ppAstahW ·"). A message's
-body is the citizen's alone and not checked. Known and open: an alert's text, a call's
-timeline line and the demo overview's lines are each one string built around the outside
-words outside the templates (``hub/alerts.py``, ``channels/calls/records.py``,
-``hub/web/demo_page.py``), where the override still turns the rest of the string.
+body is the citizen's alone and not checked. Known and open: an alert's text and a call's
+timeline line are each one string built around the outside words outside the templates
+(``hub/alerts.py``, ``channels/calls/records.py``), where the override still turns the rest
+of the string.
 """
 
 from __future__ import annotations
@@ -953,8 +953,8 @@ async def test_demo_overview(world: World, tabs: list[Tab]) -> None:
         await tab.page.goto(f"http://127.0.0.1:{port}/")
         for text in (TW_NAME, TW_BODY, CL_NAME, CL_TEXT, TG_TEXT, PO_NAME, WEB_TEXT):
             await tab.shows("main .t", text)
-        # each message is one string (name · time · channel, the text, "[1 attachment(s)]"):
-        # an override turns the rest of it (demo mode only; open, see the module's docstring)
+        # names and texts are <bdi>s; a call's summary is one string built around the caller's
+        # name (channels/calls/records.py, open: see the module's docstring)
         await tab.clean("demo overview", bidi_known="div.m")
     finally:
         await runner.cleanup()
