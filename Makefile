@@ -6,7 +6,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock deploy/debian-packages.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit audit lock bench screenshots setup clean chaos
+.PHONY: run test lint typecheck unit audit lock bench screenshots setup clean chaos \
+	test-cluster cluster-smoke
 
 $(STAMP): pyproject.toml requirements.lock deploy/debian-packages.txt deploy/install-system-packages.sh
 	bash deploy/install-system-packages.sh
@@ -32,7 +33,28 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(VENV)/bin/pytest -n 2 -q
 
-test: lint typecheck audit unit
+test: lint typecheck audit unit cluster-smoke
+
+# The end-to-end suite on a real 3-master Redis Cluster (redis-server processes on loopback,
+# tests/redis_cluster.py; settings get redis.cluster = true). tests/faults and
+# tests/test_cluster.py start their own servers (test_cluster.py its own cluster): `unit`.
+test-cluster: $(STAMP)
+	HUB_TEST_REDIS=cluster $(VENV)/bin/pytest -n 2 -q tests \
+		--ignore=tests/faults --ignore=tests/test_cluster.py
+
+# The main flows on the cluster, in `make test` (about a minute on 2 cores).
+CLUSTER_SMOKE := tests/test_whatsapp_flow.py tests/test_replies.py \
+	tests/email/test_email_flow.py tests/telegram/test_telegram_flow.py \
+	tests/instagram/test_instagram_flow.py tests/portal/test_portal_flow.py \
+	tests/calls/test_call_flow.py tests/test_dashboard.py tests/test_observer.py \
+	tests/test_shard_balance.py \
+	tests/test_console_core.py::test_live_events_and_resume_after_disconnect \
+	tests/test_console_core.py::test_concurrent_claims_never_share_or_lose_a_ticket \
+	tests/test_console_core.py::test_wrong_password_and_lockout \
+	tests/test_search.py::test_filters_status_unit_and_channel \
+	tests/test_reports.py::test_reports_page
+cluster-smoke: $(STAMP)
+	HUB_TEST_REDIS=cluster $(VENV)/bin/pytest -n 2 -q $(CLUSTER_SMOKE)
 
 # Known vulnerabilities in the pinned packages (pip-audit against requirements.lock).
 audit: $(STAMP)

@@ -1,23 +1,133 @@
-"""Redis Streams as the hub's bus: the inbound shards, the per-channel outboxes, dead letters.
+"""Redis Streams as the hub's bus: the inbound shards, the per-channel outboxes, dead letters;
+and the pipeliner the adapters share.
 
 The webhook path is the hot path: ``publish`` coalesces the XADDs that arrive in one event-loop
 turn into one pipeline, so a burst of webhooks costs one round trip, and each caller still
-learns that *its* entry is stored before it answers the provider.
+learns that *its* entry is stored before it answers the provider. ``Pipeliner`` does the same
+for any command: the dispatcher's and the sender's concurrent steps share round trips.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
+import weakref
 import zlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from adapters import keys
-from adapters.scripts import AnyRedis, Scripts, as_text
+from adapters.scripts import AnyRedis, Script, Scripts, as_text
 from hub.model import Message
 from hub.ports import StreamEntry
+
+Command = tuple[Any, ...]
+
+
+class Pipeliner:
+    """Commands that concurrent callers issue during one event-loop turn go to Redis in one
+    pipeline (not a transaction); each caller awaits only its own replies.
+
+    Nothing changes for a caller but the number of round trips: its commands run in the order
+    it gave them, a command it issues after awaiting another runs after it, and an error in
+    one caller's command is that caller's alone. Never give it a blocking command (XREADGROUP
+    BLOCK): it would hold up everyone's. Scripts run by SHA (on a cluster by source, as
+    ``adapters.scripts`` explains), and a pipeline that runs some starts by loading them
+    (SCRIPT LOAD, once per script per pipeline; cheap when Redis has them): Redis runs one
+    connection's commands in order, so no EVALSHA of it can find its script missing. (Retrying
+    EVALSHAs that met NOSCRIPT would not do: another connection's load can land in the middle
+    of the pipeline, and the retried first ones would then run after later ones that worked,
+    applying a citizen's messages out of order.)
+    One per Redis client, shared by the adapters built on it (``Pipeliner.of``)."""
+
+    _shared: ClassVar[weakref.WeakKeyDictionary[Any, Pipeliner]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, redis: AnyRedis) -> None:
+        self.redis: Any = redis
+        self.cluster = isinstance(redis, RedisCluster)
+        self._queue: list[tuple[list[Command], asyncio.Future[list[Any]]]] = []
+        self._sources: dict[str, str] = {}  # script SHA → source, loaded with its pipeline
+        self._flush_task: asyncio.Task[None] | None = None  # the one that takes this turn's
+        self._running: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    def of(cls, redis: AnyRedis) -> Pipeliner:
+        p = cls._shared.get(redis)
+        if p is None:
+            p = cls._shared[redis] = cls(redis)
+        return p
+
+    def script_command(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Command:
+        if self.cluster:
+            return ("EVAL", script.source, len(keys), *keys, *args)
+        sha = script.script.sha
+        self._sources[sha] = script.source
+        return ("EVALSHA", sha, len(keys), *keys, *args)
+
+    def many(self, commands: Sequence[Command]) -> asyncio.Future[list[Any]]:
+        """Queue ``commands`` (adjacent, in this order) for this turn's pipeline; the future
+        has their replies, or the first error among them."""
+        fut: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        if not commands:
+            fut.set_result([])
+            return fut
+        self._queue.append((list(commands), fut))
+        if self._flush_task is None:
+            self._flush_task = t = asyncio.create_task(self._flush())
+            self._running.add(t)
+            t.add_done_callback(self._running.discard)
+        return fut
+
+    async def one(self, *command: Any) -> Any:
+        return (await self.many([command]))[0]
+
+    async def script(self, script: Script, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        return (await self.many([self.script_command(script, keys, args)]))[0]
+
+    async def _flush(self) -> None:
+        batch: list[tuple[list[Command], asyncio.Future[list[Any]]]] = []
+        try:
+            await asyncio.sleep(0)  # let the other callers of this loop turn add theirs
+            batch, self._queue, self._flush_task = self._queue, [], None
+            replies = await self._run([c for cmds, _ in batch for c in cmds])
+        except BaseException as exc:
+            if not batch:  # cancelled before taking its batch: fail the callers, not hang
+                batch, self._queue, self._flush_task = self._queue, [], None
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        i = 0
+        for cmds, fut in batch:
+            mine = replies[i : i + len(cmds)]
+            i += len(cmds)
+            if fut.done():  # its caller was cancelled
+                continue
+            err = next((r for r in mine if isinstance(r, Exception)), None)
+            if err is not None:
+                fut.set_exception(err)
+            else:
+                fut.set_result(mine)
+
+    async def _run(self, commands: list[Command]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        shas = list(dict.fromkeys(c[1] for c in commands if c[0] == "EVALSHA"))
+        for sha in shas:
+            pipe.execute_command("SCRIPT", "LOAD", self._sources[sha])
+        for c in commands:
+            pipe.execute_command(*c)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        loaded = replies[: len(shas)]
+        for r in loaded:
+            if isinstance(r, Exception):
+                raise r
+        return replies[len(shas) :]
 
 
 def shard_of(sender: str, shards: int) -> int:
@@ -26,42 +136,64 @@ def shard_of(sender: str, shards: int) -> int:
 
 
 class InboundPublisher:
-    """XADD normalized messages to their shard; one pipeline per loop turn."""
+    """XADD normalized messages to their shard. The webhook path is the hot path: the XADDs
+    (and the webhooks' other lookups, ``PipelinedGets``) of one loop turn share one pipeline
+    (``Pipeliner``), and each caller still learns that *its* entry is stored before it
+    answers the provider."""
 
     def __init__(self, redis: AnyRedis, shards: int, maxlen: int | None = None) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.shards = shards
         self.maxlen = maxlen
-        self._pending: list[tuple[str, dict[str, str], asyncio.Future[str]]] = []
-        self._flushing: asyncio.Task[None] | None = None
+        self.pipe = Pipeliner.of(redis)
+        self._streams = [keys.inbound_stream(i) for i in range(shards)]
 
     async def publish(self, msg: Message) -> str:
-        stream = keys.inbound_stream(shard_of(msg.sender, self.shards))
-        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.append((stream, {"m": msg.to_json()}, fut))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush())
-        return await fut
+        stream = self._streams[shard_of(msg.sender, self.shards)]
+        trim = () if self.maxlen is None else ("MAXLEN", "~", self.maxlen)
+        return as_text(await self.pipe.one("XADD", stream, *trim, "*", "m", message_json(msg)))
 
-    async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let the other handlers of this loop turn add theirs
-        while self._pending:
-            batch, self._pending = self._pending, []
-            pipe = self.redis.pipeline(transaction=False)
-            for stream, fields, _ in batch:
-                pipe.xadd(stream, fields, maxlen=self.maxlen, approximate=True)
-            try:
-                ids = await pipe.execute()
-            except BaseException as exc:
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
-                if not isinstance(exc, Exception):
-                    raise
-                continue
-            for (_, _, fut), entry_id in zip(batch, ids, strict=True):
-                if not fut.done():
-                    fut.set_result(as_text(entry_id))
+
+class PipelinedGets:
+    """A client whose GETs join the loop turn's pipeline (``Pipeliner``); everything else is
+    the client's own. For lookups on the webhook path (the forgers' quota): concurrent
+    webhooks share one round trip instead of taking a pooled connection each."""
+
+    def __init__(self, redis: AnyRedis) -> None:
+        self._redis: Any = redis
+        self._pipe = Pipeliner.of(redis)
+
+    async def get(self, key: str) -> Any:
+        return await self._pipe.one("GET", key)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._redis, name)
+
+
+_MESSAGE_FIELDS = tuple(f.name for f in dataclasses.fields(Message))
+_PLAIN = (str, int, float, type(None))
+
+
+def message_json(msg: Message) -> str:
+    """``msg.to_json()``, character for character, without ``dataclasses.asdict``'s deep copy
+    (the hot path's most expensive step after the signature): when every field is plain
+    (text, numbers, None, tuples of texts, a dict of texts) the fields go to ``json.dumps`` as
+    they are; anything else (attachments, a location, ...) takes ``to_json`` itself."""
+    d: dict[str, Any] = {}
+    for name in _MESSAGE_FIELDS:
+        v = getattr(msg, name)
+        if not _plain(v):
+            return msg.to_json()
+        d[name] = v
+    return json.dumps(d, ensure_ascii=False, separators=(",", ":"))
+
+
+def _plain(v: Any) -> bool:
+    if isinstance(v, _PLAIN):
+        return True
+    if type(v) is tuple:
+        return all(type(x) is str for x in v)
+    return type(v) is dict and all(type(x) is str for x in v.values())
 
 
 class StreamGroup:
@@ -73,6 +205,7 @@ class StreamGroup:
         self.group = group
         self.consumer = consumer
         self.scripts = Scripts(redis)
+        self.pipe = Pipeliner.of(redis)
 
     async def ensure(self) -> None:
         try:
@@ -142,7 +275,7 @@ class StreamGroup:
 
     async def ack(self, ids: Sequence[str]) -> None:
         if ids:
-            await self.redis.xack(self.stream, self.group, *ids)
+            await self.pipe.one("XACK", self.stream, self.group, *ids)
 
     async def dead_letter(self, entry: StreamEntry, error: str) -> None:
         flat: list[str] = []
@@ -178,23 +311,31 @@ class Outbox:
     def __init__(self, redis: AnyRedis) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.scripts = Scripts(redis)
+        self.pipe = Pipeliner.of(redis)
 
     async def enqueue(self, channel: str, contact_id: str, reply_id: str) -> str:
-        eid = await self.redis.xadd(keys.outbox_stream(channel), {"r": f"{contact_id}|{reply_id}"})
-        return as_text(eid)
+        value = f"{contact_id}|{reply_id}"
+        return as_text(await self.pipe.one("XADD", keys.outbox_stream(channel), "*", "r", value))
 
     async def schedule_retry(
         self, channel: str, contact_id: str, reply_id: str, due_ms: int
     ) -> None:
-        await self.redis.zadd(keys.outbox_delayed(channel), {f"{contact_id}|{reply_id}": due_ms})
+        await self.pipe.one(
+            "ZADD", keys.outbox_delayed(channel), due_ms, f"{contact_id}|{reply_id}"
+        )
 
     async def move_due(self, channel: str, now_ms: int, limit: int = 500) -> int:
-        n = await self.scripts.move_due(
-            keys=[keys.outbox_delayed(channel), keys.outbox_stream(channel)],
-            args=[now_ms, limit],
+        n = await self.pipe.script(
+            self.scripts.move_due,
+            [keys.outbox_delayed(channel), keys.outbox_stream(channel)],
+            [now_ms, limit],
         )
         return int(n)
 
     async def next_due_ms(self, channel: str) -> int | None:
-        rows = await self.redis.zrange(keys.outbox_delayed(channel), 0, 0, withscores=True)
-        return int(rows[0][1]) if rows else None
+        rows = await self.pipe.one("ZRANGE", keys.outbox_delayed(channel), 0, 0, "WITHSCORES")
+        if not rows:
+            return None
+        # [member, score], or [[member, score]] once redis-py's reply callback paired them
+        first = rows[0] if isinstance(rows[0], list | tuple) else rows
+        return int(float(first[1]))

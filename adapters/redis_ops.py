@@ -64,9 +64,7 @@ class RedisOps:
             await self.redis.hset(
                 keys.entry(cid, rid), mapping={"state": "retrying", "attempts": 0}
             )
-        # a stream and its dead letters share a hash tag: one slot, so MULTI works on a cluster
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.xadd(stream, payload)
-        pipe.xdel(dead, dead_id)
-        new_id, _ = await pipe.execute()
+        # a stream and its dead letters share a hash tag: one slot, one atomic step on a cluster
+        flat = [w for kv in payload.items() for w in kv]
+        new_id, _ = await self.scripts.atomic(("XADD", stream, "*", *flat), ("XDEL", dead, dead_id))
         return as_text(new_id)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from adapters.scripts import AnyRedis
+from adapters.scripts import AnyRedis, Scripts
 
 
 class RedisRateLimit:
     def __init__(self, redis: AnyRedis, prefix: str = "hub:rl") -> None:
         self.redis: Any = redis
         self.prefix = prefix
+        self.scripts = Scripts(redis)
 
     def _key(self, bucket: str, window: int) -> str:
         digest = hashlib.sha256(bucket.encode()).hexdigest()[:32]
@@ -33,10 +34,7 @@ class RedisRateLimit:
         """Count one attempt: 0 if within ``limit``, else the seconds until the window ends."""
         window = int(now_s // window_s)
         key = self._key(bucket, window)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, window_s + 1)
-        count, _ = await pipe.execute()
+        count, _ = await self.scripts.atomic(("INCR", key), ("EXPIRE", key, window_s + 1))
         if int(count) <= limit:
             return 0
         return max(1, int((window + 1) * window_s - now_s) + 1)

@@ -6,6 +6,10 @@ one pipeline; keys expire after ``retention_days``. Counters (``incr``) add; sam
 (``sample``) keep the last value of their minute (a backlog). These feed charts and alerts,
 so they favour cheapness over exactness: a crash between storing a message and counting it
 loses one count. What the Ombudsman gets (reports) is computed from the tickets themselves.
+
+It also keeps small shared documents (``get_shared``/``put_shared``, with a lock so that one
+process rebuilds a document while the others keep reading it): the dashboard's tally of the
+open tickets, counted once per deployment rather than once per request (``hub/dashboard.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ PREFIX = "hub:{stats}"
 
 def _key(metric: str, hour: int) -> str:
     return f"{PREFIX}:{metric}:{hour}"
+
+
+def _shared(name: str) -> str:
+    return f"{PREFIX}:shared:{name}"
 
 
 class RedisStats:
@@ -68,3 +76,20 @@ class RedisStats:
                 if first <= minute <= last:
                     out[subject][minute] = float(as_text(value))
         return dict(out)
+
+    # -- small shared documents ---------------------------------------------------------------
+
+    async def get_shared(self, name: str) -> str | None:
+        raw = await self.redis.get(_shared(name))
+        return as_text(raw) if raw is not None else None
+
+    async def put_shared(self, name: str, value: str, ttl_s: float) -> None:
+        pipe = self.redis.pipeline(transaction=True)  # one slot: {stats}
+        pipe.set(_shared(name), value, px=max(1, int(ttl_s * 1000)))
+        pipe.delete(f"{_shared(name)}:lock")
+        await pipe.execute()
+
+    async def lock_shared(self, name: str, ttl_s: float) -> bool:
+        """True for one caller until ``ttl_s`` passes or the document is put again."""
+        got = await self.redis.set(f"{_shared(name)}:lock", "1", nx=True, px=int(ttl_s * 1000))
+        return bool(got)

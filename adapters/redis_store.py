@@ -15,7 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from adapters import keys
-from adapters.scripts import AnyRedis, Scripts, as_text
+from adapters.redis_bus import Command, Pipeliner, message_json
+from adapters.scripts import AnyRedis, Script, Scripts, as_text
 from hub.clock import Clock, SystemClock
 from hub.ids import new_id, ticket_number
 from hub.model import DeliveryState, Message
@@ -29,6 +30,12 @@ FACT_FIELDS = (
     "first_response_at", "first_response_by", "resolved_at", "closed_at", "reopen_count",
     "reopened_at", "assignee", "merged_into", "sla_first_response", "sla_resolution",
 )  # fmt: skip
+REINDEX_FIELDS = ("created_at", "updated_at", "ix", "priority", *INDEXED)
+TAKE_EARLY_LUA = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+return items
+"""
 
 
 class RedisStore:
@@ -37,6 +44,10 @@ class RedisStore:
     ) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.scripts = Scripts(redis)
+        # The dispatcher's and the sender's commands go through the shared pipeliner:
+        # concurrent steps (a batch's acknowledgements, the sender's replies) share round trips.
+        self.pipe = Pipeliner.of(redis)
+        self._take_early = Script(redis, TAKE_EARLY_LUA)
         self.ticket_prefix = ticket_prefix
         self.clock = clock or SystemClock()
 
@@ -47,25 +58,28 @@ class RedisStore:
 
     async def resolve_contacts(self, identities: Sequence[str]) -> list[str]:
         """Identity → contact id, creating contacts for identities never seen."""
-        pipe = self.redis.pipeline(transaction=False)
-        for ident in identities:
-            await self.scripts.resolve_contact(
-                keys=[keys.identity(ident)], args=[new_id()], client=pipe
-            )
-        return [as_text(r[0]) for r in await pipe.execute()]
+        unique = list(dict.fromkeys(identities))
+        script = self.scripts.resolve_contact
+        replies = await self.pipe.many(
+            [self.pipe.script_command(script, [keys.identity(i)], [new_id()]) for i in unique]
+        )
+        cids = {i: as_text(r[0]) for i, r in zip(unique, replies, strict=True)}
+        return [cids[i] for i in identities]
 
     async def apply_messages(
         self, items: Sequence[tuple[str, Message, Route]], reopen_window_ms: int
     ) -> list[Applied]:
-        """Store (contact id, message, route) triples in order, one script call each."""
-        pipe = self.redis.pipeline(transaction=False)
-        for cid, msg, route in items:
-            await self.scripts.apply_message(
-                keys=[keys.contact(cid)],
-                args=[
+        """Store (contact id, message, route) triples in order, one script call each, all in
+        one round trip."""
+        script = self.scripts.apply_message
+        commands = [
+            self.pipe.script_command(
+                script,
+                [keys.contact(cid)],
+                [
                     msg.id,
                     f"{msg.channel}:{msg.account}:{msg.provider_id}",
-                    msg.to_json(),
+                    message_json(msg),
                     int(msg.received_at * 1000),
                     reopen_window_ms,
                     msg.channel,
@@ -79,10 +93,11 @@ class RedisStore:
                     route.ticket_n,
                     msg.meta.get("reply_context", ""),
                 ],
-                client=pipe,
             )
+            for cid, msg, route in items
+        ]
         out = []
-        for (cid, _msg, _route), r in zip(items, await pipe.execute(), strict=True):
+        for (cid, _msg, _route), r in zip(items, await self.pipe.many(commands), strict=True):
             out.append(
                 Applied(
                     as_text(r[0]), cid, as_text(r[1]), as_text(r[2]), as_text(r[3]), as_text(r[4])
@@ -91,25 +106,27 @@ class RedisStore:
         return out
 
     async def assign_numbers(self, applied: Sequence[Applied]) -> dict[str, str]:
-        """Give human numbers (KMN-2026-000123) to tickets that have none yet."""
+        """Give human numbers (KMN-2026-000123) to tickets that have none yet: one INCRBY
+        takes the batch's numbers, one round trip gives them, one indexes them."""
         todo = {a.ticket_id: a for a in applied if not a.number}
         if not todo:
             return {}
         year = datetime.fromtimestamp(self.clock.now(), JAKARTA).year
-        pipe = self.redis.pipeline(transaction=False)
-        for _ in todo:
-            pipe.incr(keys.ticket_seq(year))
-        seqs = await pipe.execute()
-        pipe = self.redis.pipeline(transaction=False)
-        for a, seq in zip(todo.values(), seqs, strict=True):
-            number = ticket_number(self.ticket_prefix, year, int(seq))
-            await self.scripts.assign_number(
-                keys=[keys.ticket(a.contact_id, a.ticket_n)], args=[number], client=pipe
-            )
-        numbers = {}
-        for tid, r in zip(todo, await pipe.execute(), strict=True):
-            numbers[tid] = as_text(r[0])
-        await self.redis.hset(keys.ticket_numbers(), mapping={v: k for k, v in numbers.items()})
+        top = int(await self.pipe.one("INCRBY", keys.ticket_seq(year), len(todo)))
+        script = self.scripts.assign_number
+        replies = await self.pipe.many(
+            [
+                self.pipe.script_command(
+                    script,
+                    [keys.ticket(a.contact_id, a.ticket_n)],
+                    [ticket_number(self.ticket_prefix, year, top - len(todo) + 1 + i)],
+                )
+                for i, a in enumerate(todo.values())
+            ]
+        )
+        numbers = {tid: as_text(r[0]) for tid, r in zip(todo, replies, strict=True)}
+        flat = [x for tid, number in numbers.items() for x in (number, tid)]
+        await self.pipe.one("HSET", keys.ticket_numbers(), *flat)
         return numbers
 
     async def find_threads(self, hints: Iterable[str]) -> dict[str, str]:
@@ -143,14 +160,14 @@ class RedisStore:
         tids = list(dict.fromkeys(ticket_ids))
         if not tids:
             return {}
-        pipe = self.redis.pipeline(transaction=False)
-        for tid in tids:
-            cid, n = split_ticket_id(tid)
-            pipe.hmget(
-                keys.ticket(cid, n), ["created_at", "updated_at", "ix", "priority", *INDEXED]
-            )
-        rows = await pipe.execute()
-        pipe = self.redis.pipeline(transaction=False)
+        rows = await self.pipe.many(
+            [("HMGET", keys.ticket(*split_ticket_id(tid)), *REINDEX_FIELDS) for tid in tids]
+        )
+        # The writes merged per index: one ZADD (ZREM) per index key for the whole batch.
+        created_all: list[Any] = []
+        adds: dict[str, list[Any]] = {}
+        rems: dict[str, list[str]] = {}
+        ix_writes: list[Command] = []
         seen: dict[str, dict[str, str]] = {}
         for tid, row in zip(tids, rows, strict=True):
             if row[0] is None:
@@ -163,16 +180,21 @@ class RedisStore:
                 "priority": as_text(row[3] or b"normal"),
                 "created_at": as_text(row[0]),
             }
-            pipe.zadd(keys.ticket_index(), {tid: created}, nx=True)
+            created_all += [created, tid]
             for field, value in old.items():
                 if new.get(field) != value:
-                    pipe.zrem(keys.ticket_index(field, value), tid)
+                    rems.setdefault(keys.ticket_index(field, value), []).append(tid)
             for field, value in new.items():
-                pipe.zadd(keys.ticket_index(field, value), {tid: updated})
+                adds.setdefault(keys.ticket_index(field, value), []).extend((updated, tid))
             if new != old:
-                cid, n = split_ticket_id(tid)
-                pipe.hset(keys.ticket(cid, n), "ix", json.dumps(new, sort_keys=True))
-        await pipe.execute()
+                ix = json.dumps(new, sort_keys=True)
+                ix_writes.append(("HSET", keys.ticket(*split_ticket_id(tid)), "ix", ix))
+        if not seen:
+            return seen
+        writes: list[Command] = [("ZADD", keys.ticket_index(), "NX", *created_all)]
+        writes += [("ZREM", k, *members) for k, members in rems.items()]
+        writes += [("ZADD", k, *pairs) for k, pairs in adds.items()]
+        await self.pipe.many(writes + ix_writes)
         return seen
 
     async def open_counts(self, units: Sequence[str]) -> dict[str, int]:
@@ -218,9 +240,10 @@ class RedisStore:
         self, tid: str, reply_id: str, record: dict[str, Any], kind: str, author: str
     ) -> tuple[int, str]:
         cid, n = split_ticket_id(tid)
-        created, state = await self.scripts.add_reply(
-            keys=[keys.contact(cid)],
-            args=[
+        created, state = await self.pipe.script(
+            self.scripts.add_reply,
+            [keys.contact(cid)],
+            [
                 n,
                 reply_id,
                 json.dumps(record, ensure_ascii=False),
@@ -232,8 +255,8 @@ class RedisStore:
         return int(created), as_text(state)
 
     async def claim_reply(self, cid: str, reply_id: str, stale_ms: int = 120_000) -> Claim:
-        r = await self.scripts.claim_reply(
-            keys=[keys.entry(cid, reply_id)], args=[self._now_ms(), stale_ms]
+        r = await self.pipe.script(
+            self.scripts.claim_reply, [keys.entry(cid, reply_id)], [self._now_ms(), stale_ms]
         )
         if as_text(r[0]) != "go":
             return Claim(go=False, state=as_text(r[1]))
@@ -249,9 +272,10 @@ class RedisStore:
         error_message: str = "",
         force: bool = False,
     ) -> str:
-        r = await self.scripts.set_reply_state(
-            keys=[keys.entry(cid, reply_id)],
-            args=[
+        r = await self.pipe.script(
+            self.scripts.set_reply_state,
+            [keys.entry(cid, reply_id)],
+            [
                 state.value,
                 state.rank,
                 self._now_ms(),
@@ -264,10 +288,10 @@ class RedisStore:
         return as_text(r[0])
 
     async def map_provider_id(self, channel: str, provider_id: str, cid: str, rid: str) -> None:
-        await self.redis.set(keys.provider_ref(channel, provider_id), f"{cid}|{rid}")
+        await self.pipe.one("SET", keys.provider_ref(channel, provider_id), f"{cid}|{rid}")
 
     async def lookup_provider_id(self, channel: str, provider_id: str) -> tuple[str, str] | None:
-        raw = await self.redis.get(keys.provider_ref(channel, provider_id))
+        raw = await self.pipe.one("GET", keys.provider_ref(channel, provider_id))
         if raw is None:
             return None
         cid, _, rid = as_text(raw).partition("|")
@@ -276,18 +300,12 @@ class RedisStore:
     async def park_early_status(self, channel: str, provider_id: str, payload: str) -> None:
         """A status that beat the send's answer waits here until the reply knows its id."""
         k = keys.early_statuses(channel, provider_id)
-        pipe = self.redis.pipeline(transaction=True)  # one key: a single-slot MULTI on a cluster
-        pipe.rpush(k, payload)
-        pipe.expire(k, 86400)
-        await pipe.execute()
+        await self.scripts.atomic(("RPUSH", k, payload), ("EXPIRE", k, 86400))  # one key
 
     async def take_early_statuses(self, channel: str, provider_id: str) -> list[str]:
+        """The parked statuses, taken atomically (LRANGE and DEL in one script)."""
         k = keys.early_statuses(channel, provider_id)
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.lrange(k, 0, -1)
-        pipe.delete(k)
-        items, _ = await pipe.execute()
-        return [as_text(i) for i in items]
+        return [as_text(i) for i in await self.pipe.script(self._take_early, [k], [])]
 
     # -- what a channel reports besides messages: echoes, retractions, linked identities --
 
@@ -431,25 +449,25 @@ class RedisStore:
         now = self._now_ms()
         for ident in idents:
             await self.redis.set(keys.identity(ident), into)
-        pipe = self.redis.pipeline(transaction=True)
+        # each side in one atomic step on its own hash tag (MULTI/EXEC, cluster-safe)
+        steps: list[tuple[Any, ...]] = []
         if idents:
-            pipe.sadd(keys.contact_identities(into), *idents)
-            pipe.hset(f"{keys.contact(into)}:origin", mapping=dict.fromkeys(idents, other))
-        pipe.sadd(f"{keys.contact(into)}:absorbed", other)
-        pipe.rpush(
-            f"{keys.contact(into)}:audit",
-            json.dumps(
-                {"type": "merged", "other": other, "identities": idents, "actor": actor, "at": now}
+            steps.append(("SADD", keys.contact_identities(into), *idents))
+            origin = [w for i in idents for w in (i, other)]
+            steps.append(("HSET", f"{keys.contact(into)}:origin", *origin))
+        steps.append(("SADD", f"{keys.contact(into)}:absorbed", other))
+        audit: dict[str, Any] = {"type": "merged", "other": other, "identities": idents}
+        audit |= {"actor": actor, "at": now}
+        steps.append(("RPUSH", f"{keys.contact(into)}:audit", json.dumps(audit)))
+        await self.scripts.atomic(*steps)
+        await self.scripts.atomic(
+            ("HSET", keys.contact(other), "merged_into", into),
+            (
+                "RPUSH",
+                f"{keys.contact(other)}:audit",
+                json.dumps({"type": "merged_into", "into": into, "actor": actor, "at": now}),
             ),
         )
-        await pipe.execute()
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(keys.contact(other), "merged_into", into)
-        pipe.rpush(
-            f"{keys.contact(other)}:audit",
-            json.dumps({"type": "merged_into", "into": into, "actor": actor, "at": now}),
-        )
-        await pipe.execute()
         return idents
 
     async def unmerge_contacts(self, into: str, other: str, actor: str) -> list[str]:
@@ -462,31 +480,23 @@ class RedisStore:
         now = self._now_ms()
         for ident in idents:
             await self.redis.set(keys.identity(ident), other)
-        pipe = self.redis.pipeline(transaction=True)
+        steps: list[tuple[Any, ...]] = []
         if idents:
-            pipe.srem(keys.contact_identities(into), *idents)
-            pipe.hdel(f"{keys.contact(into)}:origin", *idents)
-        pipe.srem(f"{keys.contact(into)}:absorbed", other)
-        pipe.rpush(
-            f"{keys.contact(into)}:audit",
-            json.dumps(
-                {
-                    "type": "unmerged",
-                    "other": other,
-                    "identities": idents,
-                    "actor": actor,
-                    "at": now,
-                }
+            steps.append(("SREM", keys.contact_identities(into), *idents))
+            steps.append(("HDEL", f"{keys.contact(into)}:origin", *idents))
+        steps.append(("SREM", f"{keys.contact(into)}:absorbed", other))
+        audit: dict[str, Any] = {"type": "unmerged", "other": other, "identities": idents}
+        audit |= {"actor": actor, "at": now}
+        steps.append(("RPUSH", f"{keys.contact(into)}:audit", json.dumps(audit)))
+        await self.scripts.atomic(*steps)
+        await self.scripts.atomic(
+            ("HDEL", keys.contact(other), "merged_into"),
+            (
+                "RPUSH",
+                f"{keys.contact(other)}:audit",
+                json.dumps({"type": "unmerged_from", "into": into, "actor": actor, "at": now}),
             ),
         )
-        await pipe.execute()
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hdel(keys.contact(other), "merged_into")
-        pipe.rpush(
-            f"{keys.contact(other)}:audit",
-            json.dumps({"type": "unmerged_from", "into": into, "actor": actor, "at": now}),
-        )
-        await pipe.execute()
         return idents
 
     async def add_event(
@@ -509,11 +519,11 @@ class RedisStore:
 
     async def get_ticket_fields(self, tid: str) -> dict[str, str]:
         cid, n = split_ticket_id(tid)
-        raw = await self.redis.hgetall(keys.ticket(cid, n))
+        raw = await self.pipe.one("HGETALL", keys.ticket(cid, n))
         return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def get_entry(self, cid: str, entry_id: str) -> dict[str, str]:
-        raw = await self.redis.hgetall(keys.entry(cid, entry_id))
+        raw = await self.pipe.one("HGETALL", keys.entry(cid, entry_id))
         return {as_text(k): as_text(v) for k, v in raw.items()}
 
     async def list_tickets(

@@ -12,7 +12,7 @@ import secrets
 import time
 from typing import Any
 
-from adapters.scripts import AnyRedis, as_text
+from adapters.scripts import AnyRedis, Scripts, as_text
 from hub.accounts import User
 
 PREFIX = "hub:{users}"
@@ -25,6 +25,7 @@ def _token_hash(token: str) -> str:
 class RedisUsers:
     def __init__(self, redis: AnyRedis) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
+        self.scripts = Scripts(redis)
 
     # -- accounts ------------------------------------------------------------------------
 
@@ -88,10 +89,7 @@ class RedisUsers:
 
     async def record_failure(self, username: str, window_s: int) -> int:
         key = f"{PREFIX}:fail:{username}"
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.incr(key)
-        pipe.expire(key, window_s)
-        n, _ = await pipe.execute()
+        n, _ = await self.scripts.atomic(("INCR", key), ("EXPIRE", key, window_s))
         return int(n)
 
     async def clear_failures(self, username: str) -> None:

@@ -67,6 +67,7 @@ class Scripts:
         "record_outbound",
         "retract_message",
         "set_health",
+        "multi",
     )
 
     def __init__(self, redis: AnyRedis) -> None:
@@ -80,3 +81,15 @@ class Scripts:
 
     async def run(self, name: str, keys: list[str], args: list[Any], client: Any = None) -> Any:
         return await self._scripts[name](keys=keys, args=args, client=client)
+
+    async def atomic(self, *commands: Sequence[Any]) -> list[Any]:
+        """Run ``commands`` (``("INCR", key)``, ``("EXPIRE", key, 60)``, ...) as one atomic
+        step and return their replies: MULTI/EXEC that works the same on a single Redis and
+        on a Redis Cluster (never use ``pipeline(transaction=True)``: on a cluster redis-py
+        runs each queued command in a thread with its own event loop). Each command names its
+        key first; on a cluster, all the keys must share one hash tag."""
+        names = list(dict.fromkeys(str(c[1]) for c in commands))
+        args: list[Any] = []
+        for c in commands:
+            args += [len(c), *c]
+        return list(await self._scripts["multi"](keys=names, args=args))

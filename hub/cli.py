@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from hub.settings import (
 )
 
 DEFAULT_CONFIG = "config/hub.toml"
+GC_GEN0_THRESHOLD = 10_000
 ROLE_ALIASES = {"poller": "intake"}  # the pollers (IMAP, portal, call log) are the intake role
 
 
@@ -209,6 +211,7 @@ async def _serve_hub(settings: Settings, roles: frozenset[str], demo: bool, fake
             runner = web.AppRunner(ops_app(hub), access_log=None, shutdown_timeout=5)
             await runner.setup()
             await web.TCPSite(runner, settings.hub.listen_host, settings.hub.ops_port).start()
+        _settle_gc()
         print(_banner(settings, demo, fake.base_url if fake else "", hub.redis_url), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -228,6 +231,18 @@ async def _serve_hub(settings: Settings, roles: frozenset[str], demo: bool, fake
         if runner is not None:
             await runner.cleanup()  # stop taking webhooks first; providers retry elsewhere
         await hub.stop()
+
+
+def _settle_gc() -> None:
+    """Once started: what start-up built (modules, settings, channels, the app, pools) lives
+    as long as the process, so it leaves the cyclic collector's generations (``gc.freeze``)
+    instead of being traversed by every full collection (~50 ms each for ~100k objects);
+    and the youngest generation is collected every 10,000 net allocations instead of 700
+    (each webhook allocates a few hundred objects, nearly all freed by reference counting)."""
+    gc.collect()
+    gc.freeze()
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(max(gen0, GC_GEN0_THRESHOLD), gen1, gen2)
 
 
 async def _set_telegram_webhook(settings: Settings, account: str) -> int:
@@ -289,7 +304,7 @@ def _run_loop(coro: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = _load(args.config)
-    hub_logging.configure(settings.hub.log_format, settings.hub.log_level)
+    hub_logging.configure(settings.hub.log_format, settings.hub.log_level, cache=True)
     if args.command == "check-config":
         print(f"{args.config}: ok")
         return 0

@@ -6,6 +6,12 @@ they arrived. A batch is applied with a few pipelined round trips (contacts, tic
 indexes), then acked; a crash before the ack leaves the entries pending, and whoever holds the
 shard next reclaims them. The store's scripts dedupe on the provider's message id, so applying
 an entry twice changes nothing. Entries that keep failing go to the shard's dead-letter stream.
+
+Throughput: the steps of a batch that do not depend on each other run concurrently (numbers
+and indexes; then search, acknowledgements, console events, queue, load counters), and the
+store's pipeliner lets concurrent steps share round trips. Logs: one ``dispatch.batch`` line
+per batch at info; ``message.applied`` per message is at debug (``message.duplicate`` stays
+at info: redeliveries are rare and worth seeing).
 """
 
 from __future__ import annotations
@@ -13,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -28,6 +35,7 @@ from hub.ports import (
     Applied,
     EventBus,
     Group,
+    Roster,
     Route,
     StreamEntry,
     TicketStore,
@@ -41,6 +49,7 @@ from hub.side_events import SIDE_KINDS, SideEvents
 
 log = structlog.get_logger("hub.dispatcher")
 TRIM_EVERY_S = 60.0
+ANNOUNCE_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +92,7 @@ class Dispatcher:
         queue: QueueService | None = None,
         search: SearchPort | None = None,
         stats: LoadStats | None = None,
+        roster: Roster | None = None,
     ) -> None:
         self.search = search
         self.stats = stats
@@ -99,13 +109,60 @@ class Dispatcher:
         self.heartbeat = 0.0
         self._stop = asyncio.Event()
         self.side = SideEvents(store, events)
+        # Scale-out: with a roster of the live dispatchers, each holds at most its fair share
+        # of the shards, ceil(shards / dispatchers); one that joins gets shards handed over.
+        self.roster = roster
+        self.share = len(self.groups)
+        self.holding: set[str] = set()
 
     async def run(self) -> None:
         for g in self.groups:
             await g.ensure()
+        if self.roster is not None:
+            await self._beat()  # know the share before taking any shard
         async with asyncio.TaskGroup() as tg:
+            if self.roster is not None:
+                tg.create_task(self._keep_roster(), name="dispatch:roster")
             for g in self.groups:
                 tg.create_task(self._work_shard(g), name=f"dispatch:{g.stream}")
+
+    async def _beat(self) -> None:
+        assert self.roster is not None
+        try:
+            # forgotten when its leases lapse too: a dead dispatcher delays no takeover
+            alive = await self.roster.beat(self.owner, self.opt.lease_ms)
+        except Exception as exc:
+            log.warning("dispatcher.roster_failed", error=repr(exc)[:200])
+            return
+        share = -(-len(self.groups) // max(1, alive))
+        if share != self.share:
+            log.info("dispatcher.share", share=share, dispatchers=alive, shards=len(self.groups))
+        self.share = share
+
+    async def _keep_roster(self) -> None:
+        assert self.roster is not None
+        try:
+            while not self._stop.is_set():
+                await self._pause(self.opt.lease_ms / 3000)
+                if not self._stop.is_set():
+                    await self._beat()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.roster.leave(self.owner)
+
+    def _within_share(self, stream: str, held: bool) -> bool:
+        """May this dispatcher hold (or try for) ``stream``? Counted without awaiting, so
+        the shard tasks of one process never overshoot the share between round trips."""
+        if held:
+            if len(self.holding) > self.share:
+                self.holding.discard(stream)
+                return False
+            return True
+        self.holding.discard(stream)
+        if len(self.holding) >= self.share:
+            return False
+        self.holding.add(stream)  # reserved before the lease round trip
+        return True
 
     def stop(self) -> None:
         self._stop.set()
@@ -128,7 +185,15 @@ class Dispatcher:
         while not self._stop.is_set():
             self.heartbeat = time.time()
             try:
+                if not self._within_share(group.stream, held):
+                    if held:  # another dispatcher joined: hand over (nothing is in flight)
+                        log.info("dispatcher.lease_handed_over", stream=group.stream)
+                        await group.release_lease(self.owner)
+                    held = False
+                    await self._pause(self.opt.lease_ms / 3000)
+                    continue
                 if not await group.hold_lease(self.owner, self.opt.lease_ms):
+                    self.holding.discard(group.stream)
                     if held:
                         log.warning("dispatcher.lease_lost", stream=group.stream)
                     held = False
@@ -168,6 +233,7 @@ class Dispatcher:
                 log.error("dispatcher.loop_failed", stream=group.stream, error=repr(exc)[:300])
                 resync = True
                 await self._pause(1.0)
+        self.holding.discard(group.stream)
         with contextlib.suppress(Exception):
             await group.release_lease(self.owner)
 
@@ -186,8 +252,16 @@ class Dispatcher:
             return
         start = time.perf_counter()
         try:
-            await self.apply([m for _, m in ready])
+            applied = await self.apply([m for _, m in ready])
             await group.ack([e.id for e, _ in ready])
+            outcomes = Counter(a.outcome.split(":")[0] for a in applied)
+            log.info(
+                "dispatch.batch",
+                stream=group.stream,
+                entries=len(ready),
+                ms=round((time.perf_counter() - start) * 1000, 1),
+                **outcomes,
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -269,6 +343,7 @@ class Dispatcher:
         else:
             cids = all_cids
         applied = await self._apply_messages(cids, msgs) if msgs else []
+        self._count(applied, msgs)
         for cid, m in side:
             outcome = await self.side.apply(cid, m)
             self.metrics.dispatched.labels(outcome.split(":")[0]).inc()
@@ -278,51 +353,94 @@ class Dispatcher:
     async def _apply_messages(self, cids: Sequence[str], msgs: Sequence[Message]) -> list[Applied]:
         items = await self._routes(cids, msgs)
         applied = await self.store.apply_messages(items, self.opt.reopen_window_ms)
-        await self.store.remember_threads(
+        hints = [
             (h, a.ticket_id) for a, m in zip(applied, msgs, strict=True) for h in m.thread_hints
+        ]
+        if hints:
+            await self.store.remember_threads(hints)
+        # Numbers and indexes do not depend on each other: together, sharing round trips.
+        got = await asyncio.gather(
+            self.store.assign_numbers(applied),
+            self.store.reindex(a.ticket_id for a in applied),
+            return_exceptions=True,
         )
-        numbers = await self.store.assign_numbers(applied)
-        tickets = await self.store.reindex(a.ticket_id for a in applied)
-        if self.search is not None:  # idempotent, so duplicates are indexed again harmlessly
-            await self.search.index(
-                [
-                    SearchDoc.from_applied(a, m, a.number or numbers.get(a.ticket_id, ""))
-                    for a, m in zip(applied, msgs, strict=True)
-                ]
-            )
+        _raise_first(got)
+        numbers, tickets = cast(dict[str, str], got[0]), cast(dict[str, dict[str, str]], got[1])
         acks: dict[str, tuple[Applied, Message, str]] = {}
         for a, m in zip(applied, msgs, strict=True):
             number = a.number or numbers.get(a.ticket_id, "")
-            self.metrics.dispatched.labels(a.outcome.split(":")[0]).inc()
-            if a.outcome == "new":
-                self.metrics.tickets_opened.labels(m.channel).inc()
-            log.info(
-                "message.duplicate" if a.duplicate else "message.applied",
-                channel=m.channel,
-                message_id=a.message_id,
-                ticket_id=a.ticket_id,
-                ticket_number=number,
-                outcome=a.outcome,
-            )
+            if a.duplicate:
+                log.info(
+                    "message.duplicate",
+                    channel=m.channel,
+                    message_id=a.message_id,
+                    ticket_id=a.ticket_id,
+                    ticket_number=number,
+                    outcome=a.outcome,
+                )
+            else:
+                log.debug(
+                    "message.applied",
+                    channel=m.channel,
+                    message_id=a.message_id,
+                    ticket_id=a.ticket_id,
+                    ticket_number=number,
+                    outcome=a.outcome,
+                )
             if a.opened_ticket:
                 acks.setdefault(a.message_id, (a, m, number))
-        if acks:  # concurrently: each is a few round trips, independent of the others
-            await asyncio.gather(*(self._ensure_ack(*item) for item in acks.values()))
+        # Everything that follows only reads what is stored: concurrently. Each acknowledgement
+        # is a few round trips; the search index, the console events, the queue and the load
+        # counters are independent of them and of each other.
+        work: list[Awaitable[Any]] = [self._ensure_ack(*item) for item in acks.values()]
+        if self.search is not None:  # idempotent, so duplicates are indexed again harmlessly
+            docs = [
+                SearchDoc.from_applied(a, m, a.number or numbers.get(a.ticket_id, ""))
+                for a, m in zip(applied, msgs, strict=True)
+            ]
+            work.append(self.search.index(docs))
+        work.append(self._announce(applied, msgs, tickets))
+        if self.stats is not None:
+            units = {tid: t.get("unit", "general") for tid, t in tickets.items()}
+            work.append(self.stats.record(applied, msgs, units))
+        await _gather(work)
         for a, m in zip(applied, msgs, strict=True):
             if m.meta.get("shared_phone_is_sender") == "true":
                 await self.side.link_shared_phone(a.contact_id, a.ticket_id, m)
-        await self._announce(applied, msgs, tickets)
-        if self.stats is not None:
-            units = {tid: t.get("unit", "general") for tid, t in tickets.items()}
-            await self.stats.record(applied, msgs, units)
         return applied
+
+    def _count(self, applied: Sequence[Applied], msgs: Sequence[Message]) -> None:
+        """The dispatch metrics, per batch rather than per message."""
+        for outcome, n in Counter(a.outcome.split(":")[0] for a in applied).items():
+            self.metrics.dispatched.labels(outcome).inc(n)
+        opened = Counter(
+            m.channel for a, m in zip(applied, msgs, strict=True) if a.outcome == "new"
+        )
+        for channel, n in opened.items():
+            self.metrics.tickets_opened.labels(channel).inc(n)
 
     async def _announce(
         self, applied: Sequence[Applied], msgs: Sequence[Message], tickets: dict[str, Any]
     ) -> None:
-        """Tell the consoles, and put new and reopened tickets in their unit's queue."""
+        """Tell the consoles, and put new and reopened tickets in their unit's queue. Tickets
+        concurrently; a ticket's own events in the order of its messages."""
+        per_ticket: dict[str, list[tuple[Applied, Message]]] = {}
         for a, m in zip(applied, msgs, strict=True):
-            t = tickets.get(a.ticket_id, {})
+            per_ticket.setdefault(a.ticket_id, []).append((a, m))
+        todo = iter(per_ticket.items())
+
+        async def worker() -> None:
+            for tid, pairs in todo:
+                await self._announce_ticket(pairs, tickets.get(tid, {}))
+
+        # A few at a time: each event is its own round trip (the bus has no batch call), and
+        # a hundred at once would only queue for the pool's connections.
+        await _gather([worker() for _ in range(min(ANNOUNCE_CONCURRENCY, len(per_ticket)))])
+
+    async def _announce_ticket(
+        self, pairs: Sequence[tuple[Applied, Message]], t: dict[str, Any]
+    ) -> None:
+        for a, m in pairs:
             if not a.duplicate:
                 await self.events.publish(
                     {
@@ -342,3 +460,18 @@ class Dispatcher:
                     t.get("priority", "normal"),
                     int(m.received_at * 1000),
                 )
+
+
+async def _gather(work: Sequence[Awaitable[Any]]) -> None:
+    """Await all of ``work`` concurrently; the first error is raised once all have finished
+    (none is left running behind the batch's failure, so a retry never races it)."""
+    _raise_first(await asyncio.gather(*work, return_exceptions=True))
+
+
+def _raise_first(results: Sequence[Any]) -> None:
+    for r in results:
+        if isinstance(r, asyncio.CancelledError):
+            raise r
+    for r in results:
+        if isinstance(r, BaseException):
+            raise r

@@ -197,6 +197,14 @@ class Group(Protocol):
     async def release_lease(self, owner: str) -> None: ...
 
 
+class Roster(Protocol):
+    """Live members of a role (heartbeats in the store), e.g. the dispatcher processes."""
+
+    async def beat(self, member: str, ttl_ms: int) -> int: ...
+
+    async def leave(self, member: str) -> None: ...
+
+
 class OutboxQueue(Protocol):
     async def enqueue(self, channel: str, contact_id: str, reply_id: str) -> str: ...
 

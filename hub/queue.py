@@ -9,6 +9,7 @@ weighs more than a chat), and waiting tickets are offered again the moment an ag
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -187,12 +188,20 @@ class QueueService:
     # -- push policies ---------------------------------------------------------------------
 
     async def load_of(self, agent: str) -> int:
+        return (await self.loads_of([agent]))[agent]
+
+    async def loads_of(self, agents: list[str]) -> dict[str, int]:
+        """Each agent's load: what they hold, weighted by channel. The holdings and the held
+        tickets' channels are read concurrently, not one round trip per ticket."""
         weights = self.settings.console.channel_weights
-        total = 0
-        for tid in await self.queue.held_by(agent):
-            fields = await self.store.get_ticket_fields(tid)
-            total += weights.get(fields.get("channel", ""), 1)
-        return total
+        held = await asyncio.gather(*(self.queue.held_by(a) for a in agents))
+        tids = sorted({t for h in held for t in h})
+        fields = await asyncio.gather(*(self.store.get_ticket_fields(t) for t in tids))
+        channel = {t: f.get("channel", "") for t, f in zip(tids, fields, strict=True)}
+        return {
+            a: sum(weights.get(channel.get(t, ""), 1) for t in h)
+            for a, h in zip(agents, held, strict=True)
+        }
 
     async def offer_to_agent(self, agent: str) -> None:
         got = await self.users.get(agent)
@@ -214,11 +223,14 @@ class QueueService:
             for u in await self.users.all()
             if not u.disabled and unit in u.units and presence.get(u.username) == "online"
         ]
+        if not members:
+            return 0
+        # The members' loads are read once, then kept up to date with what this call gives.
+        loads = await self.loads_of([u.username for u in members])
         given = 0
         for tid in await self.queue.waiting(unit, 0, 50):
             channel = (await self.store.get_ticket_fields(tid)).get("channel", "")
             need = weights.get(channel, 1)
-            loads = {u.username: await self.load_of(u.username) for u in members}
             fits = [name for name, load in loads.items() if load + need <= cap]
             if not fits:
                 break
@@ -229,5 +241,6 @@ class QueueService:
             status, _ = await self.queue.claim(agent, [], self.lease_ms, tid)
             if status == "ok":
                 await self._assigned(tid, agent, "hub", "assigned")
+                loads[agent] += need
                 given += 1
         return given

@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -27,7 +27,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from adapters import keys
 from adapters.blob_store import FileBlobStore
 from adapters.redis_alerts import RedisAlertStore
-from adapters.redis_bus import InboundPublisher, Outbox, StreamGroup
+from adapters.redis_bus import InboundPublisher, Outbox, PipelinedGets, StreamGroup
+from adapters.redis_cluster_client import ClusterClient
 from adapters.redis_events import RedisEvents
 from adapters.redis_lease import RedisLease
 from adapters.redis_log_position import RedisLogPosition
@@ -37,6 +38,7 @@ from adapters.redis_portal_cursor import RedisPortalCursor
 from adapters.redis_queue import RedisQueue
 from adapters.redis_rate_limit import RedisRateLimit
 from adapters.redis_retry_queue import RedisRetryQueue
+from adapters.redis_roster import RedisRoster
 from adapters.redis_search import RedisSearchIndex
 from adapters.redis_server import EmbeddedRedis
 from adapters.redis_stats import RedisStats
@@ -158,7 +160,7 @@ class Hub:
         timeout = max(5.0, max(s.dispatcher.block_ms, s.outbox.block_ms) / 1000 + 5)
         self.redis: Redis | RedisCluster
         if s.redis.cluster:
-            self.redis = RedisCluster.from_url(
+            self.redis = ClusterClient.from_url(
                 self.redis_url,
                 socket_timeout=timeout,
                 socket_connect_timeout=5,
@@ -189,7 +191,9 @@ class Hub:
         self.publisher = InboundPublisher(self.redis, s.redis.inbound_shards)
         self.outbox = Outbox(self.redis)
         self.ops = RedisOps(self.redis)
-        self.rate_limit = RedisRateLimit(self.redis)
+        # Limit lookups (GET) join the loop turn's pipeline: every webhook checks its
+        # client's forger quota before reading the body, so this is on the hot path.
+        self.rate_limit = RedisRateLimit(cast(Any, PipelinedGets(self.redis)))
         self.channels = build_channels(s)
         self.replies = ReplyService(self.store, self.outbox, self.channels, self.clock)
         self.events = RedisEvents(self.redis)
@@ -247,6 +251,7 @@ class Hub:
                 self.queue,
                 self.search,
                 self.load,
+                RedisRoster(self.redis, "dispatcher"),
             )
             self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
             self._tasks.append(asyncio.create_task(self._keep_queue(), name="queue-keeper"))

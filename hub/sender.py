@@ -4,6 +4,11 @@ A reply is claimed in the store before the provider is called (so two senders ne
 same reply), retried with exponential backoff and jitter on timeouts, 5xx and 429 (honouring
 Retry-After), failed with the provider's code on a refusal, and dead-lettered when its attempts
 run out. Retries wait in a delayed set, not in a sleeping task, so a restart loses none.
+
+Throughput: replies are handled concurrently (``outbox.concurrency``), and the store's
+pipeliner lets their Redis steps share round trips. After a send, only the steps that must
+follow one another wait for each other (the provider id is mapped before parked statuses are
+taken); the others share a round trip.
 """
 
 from __future__ import annotations
@@ -115,7 +120,10 @@ class Sender:
             self.heartbeat = time.time()
             try:
                 now_ms = int(time.time() * 1000)
-                await self.outbox.move_due(channel, now_ms)
+                # due retries back to the stream, then the next one's due time: one round trip
+                _, due = await asyncio.gather(
+                    self.outbox.move_due(channel, now_ms), self.outbox.next_due_ms(channel)
+                )
                 entries: list[StreamEntry] = []
                 if time.monotonic() - last_trim >= TRIM_EVERY_S:
                     last_trim = time.monotonic()
@@ -123,7 +131,7 @@ class Sender:
                 if time.monotonic() - last_claim >= self.opt.claim_idle_ms / 2000:
                     last_claim = time.monotonic()
                     entries += await group.claim_idle(self.opt.claim_idle_ms, 100)
-                block = await self._block_ms(channel, now_ms)
+                block = self._block_ms(due, now_ms)
                 entries += await group.read_new(self.opt.concurrency, block)
                 for e in entries:
                     if e.id in holding:  # our own slow entry, not a dead consumer's
@@ -143,9 +151,8 @@ class Sender:
         if inflight:  # graceful stop: let started sends finish and record their result
             await asyncio.gather(*inflight, return_exceptions=True)
 
-    async def _block_ms(self, channel: str, now_ms: int) -> int:
+    def _block_ms(self, due: int | None, now_ms: int) -> int:
         """Block on the stream, but wake up when the next delayed retry falls due."""
-        due = await self.outbox.next_due_ms(channel)
         if due is None:
             return self.opt.block_ms
         return max(1, min(self.opt.block_ms, due - now_ms))
@@ -176,9 +183,10 @@ class Sender:
             # Acking it here would strand the reply in "sending" for good.
             return
         rec: dict[str, Any] = claim.reply or {}
-        bound = log.bind(reply_id=rid, channel=channel, attempt=claim.attempts)
         if claim.state == "sending":
-            bound.warning("reply.resent_after_crash")
+            log.warning(
+                "reply.resent_after_crash", reply_id=rid, channel=channel, attempt=claim.attempts
+            )
         ch = self.channels.get(rec.get("channel", ""), rec.get("account", ""))
         if ch is None:
             await self.store.set_reply_state(
@@ -209,39 +217,67 @@ class Sender:
         except TransientSendError as exc:
             if self.health is not None:
                 await self.health.report(source, PROVIDER, False, str(exc))
-            await self._retry_or_dead(channel, group, e, cid, rid, claim.attempts, exc)
+            await self._retry_or_dead(
+                channel, group, e, cid, rid, claim.attempts, exc, reply.ticket_id
+            )
             return
         if self.health is not None:  # an answer, even a refusal, is a provider that answers
             await self.health.report(source, PROVIDER, True)
         if result.accepted:
-            for pid in (result.provider_id, *result.part_ids):
-                await self.store.map_provider_id(ch.name, pid, cid, rid)
+            # The provider id names the reply before parked statuses are taken: a status
+            # that arrives in between either finds the mapping or is parked and taken here.
+            await asyncio.gather(
+                *(self.store.map_provider_id(ch.name, pid, cid, rid)
+                  for pid in (result.provider_id, *result.part_ids)),
+            )  # fmt: skip
             if result.thread_hints and reply.ticket_id:
                 await self.store.remember_threads((h, reply.ticket_id) for h in result.thread_hints)
-            await self.store.set_reply_state(
-                cid, rid, result.state, provider_id=result.provider_id, force=True
+            # The state is forced to sent before any parked status is applied (they only move
+            # it forward); taking them can go in the same round trip.
+            _, early = await asyncio.gather(
+                self.store.set_reply_state(
+                    cid, rid, result.state, provider_id=result.provider_id, force=True
+                ),
+                self.store.take_early_statuses(ch.name, result.provider_id),
             )
-            await self._apply_early(ch.name, result.provider_id, cid, rid)
-            await announce_state(self.events, self.store, cid, rid, result.state.value)
+            await self._apply_parked(early, cid, rid)
+            await asyncio.gather(
+                announce_state(
+                    self.events, self.store, cid, rid, result.state.value, reply.ticket_id
+                ),
+                group.ack([e.id]),
+            )
             self.metrics.sends.labels(channel, "sent").inc()
-            bound.info("reply.sent", provider_id=result.provider_id)
-        else:
-            # A reply refused half-way (Instagram's later part) still owns the parts that
-            # went out: their echoes and read receipts must name it.
-            for pid in (result.provider_id, *result.part_ids):
-                if pid:
-                    await self.store.map_provider_id(ch.name, pid, cid, rid)
-            await self.store.set_reply_state(
-                cid,
-                rid,
-                DeliveryState.FAILED,
-                error_code=result.error_code,
-                error_message=result.error_message,
-                force=True,
+            log.info(
+                "reply.sent",
+                reply_id=rid,
+                channel=channel,
+                attempt=claim.attempts,
+                provider_id=result.provider_id,
             )
-            await announce_state(self.events, self.store, cid, rid, "failed")
-            self.metrics.sends.labels(channel, "failed").inc()
-            bound.warning("reply.failed", error_code=result.error_code)
+            return
+        # A reply refused half-way (Instagram's later part) still owns the parts that
+        # went out: their echoes and read receipts must name it.
+        for pid in (result.provider_id, *result.part_ids):
+            if pid:
+                await self.store.map_provider_id(ch.name, pid, cid, rid)
+        await self.store.set_reply_state(
+            cid,
+            rid,
+            DeliveryState.FAILED,
+            error_code=result.error_code,
+            error_message=result.error_message,
+            force=True,
+        )
+        await announce_state(self.events, self.store, cid, rid, "failed", reply.ticket_id)
+        self.metrics.sends.labels(channel, "failed").inc()
+        log.warning(
+            "reply.failed",
+            reply_id=rid,
+            channel=channel,
+            attempt=claim.attempts,
+            error_code=result.error_code,
+        )
         await group.ack([e.id])
 
     async def _files(self, rec: dict[str, Any]) -> tuple[OutFile, ...]:
@@ -263,6 +299,7 @@ class Sender:
         rid: str,
         attempts: int,
         exc: TransientSendError,
+        tid: str = "",
     ) -> None:
         bound = log.bind(reply_id=rid, channel=channel, attempt=attempts, reason=str(exc))
         if attempts >= self.opt.max_attempts:
@@ -275,7 +312,7 @@ class Sender:
                 force=True,
             )
             await group.dead_letter(e, f"gave up after {attempts} attempts: {exc}")
-            await announce_state(self.events, self.store, cid, rid, "failed")
+            await announce_state(self.events, self.store, cid, rid, "failed", tid)
             self.metrics.sends.labels(channel, "dead_lettered").inc()
             self.metrics.dead_lettered.labels(group.stream).inc()
             bound.error("reply.dead_lettered")
@@ -293,12 +330,17 @@ class Sender:
         )
         await self.outbox.schedule_retry(channel, cid, rid, int((time.time() + delay) * 1000))
         await group.ack([e.id])
-        await announce_state(self.events, self.store, cid, rid, "retrying")
+        await announce_state(self.events, self.store, cid, rid, "retrying", tid)
         self.metrics.sends.labels(channel, "retry").inc()
         bound.warning("reply.retry_scheduled", delay_s=round(delay, 2))
 
     async def _apply_early(self, channel: str, provider_id: str, cid: str, rid: str) -> None:
-        for raw in await self.store.take_early_statuses(channel, provider_id):
+        await self._apply_parked(
+            await self.store.take_early_statuses(channel, provider_id), cid, rid
+        )
+
+    async def _apply_parked(self, early: Sequence[str], cid: str, rid: str) -> None:
+        for raw in early:
             d = json.loads(raw)
             await self.store.set_reply_state(
                 cid,
@@ -310,15 +352,15 @@ class Sender:
 
 
 async def announce_state(
-    events: EventBus | None, store: TicketStore, cid: str, rid: str, state: str
+    events: EventBus | None, store: TicketStore, cid: str, rid: str, state: str, tid: str = ""
 ) -> None:
-    """Tell the consoles that a reply changed state (sent, delivered, read, failed...)."""
+    """Tell the consoles that a reply changed state (sent, delivered, read, failed...).
+    ``tid``: the reply's ticket when the caller knows it (else it is read from the reply)."""
     if events is None:
         return
-    n = (await store.get_entry(cid, rid)).get("ticket", "")
-    await events.publish(
-        {"type": "reply.state", "ticket_id": f"{cid}.{n}", "reply_id": rid, "state": state}
-    )
+    if not tid:
+        tid = f"{cid}.{(await store.get_entry(cid, rid)).get('ticket', '')}"
+    await events.publish({"type": "reply.state", "ticket_id": tid, "reply_id": rid, "state": state})
 
 
 class StatusService:

@@ -22,14 +22,26 @@ from redis import Redis as SyncRedis
 from adapters.redis_server import free_port
 from hub.demo.fake_twilio import FakeTwilio
 from hub.settings import Settings, TwilioWhatsAppAccount
+from tests import redis_cluster
 from tests.helpers import HubHarness, make_settings
+from tests.redis_cluster import CLUSTER_MODE, ClusterStartError, start_cluster
 
 REDIS_BIN = shutil.which("redis-server")
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[str]:
-    """One real redis-server for this test worker, on a free loopback port."""
+    """One real redis-server for this test worker, on a free loopback port; with
+    ``HUB_TEST_REDIS=cluster``, a real 3-master Redis Cluster instead (its first master's URL;
+    settings built for it say ``redis.cluster = true``)."""
+    if CLUSTER_MODE:
+        try:
+            cluster = start_cluster()
+        except ClusterStartError as exc:
+            pytest.fail(str(exc))
+        with cluster:
+            yield cluster.url
+        return
     if REDIS_BIN is None:
         pytest.fail("redis-server is not installed: run `make test`, which installs it")
     tmp = Path(tempfile.mkdtemp(prefix="hub-redis-"))
@@ -72,10 +84,29 @@ def redis_server() -> Iterator[str]:
 
 @pytest.fixture
 def redis_url(redis_server: str) -> str:
-    """The worker's Redis, emptied before the test."""
-    with SyncRedis.from_url(redis_server) as c:
-        c.flushall()
+    """The worker's Redis (every master of the cluster), emptied before the test."""
+    redis_cluster.flush(redis_server)
     return redis_server
+
+
+@pytest.fixture(scope="module")
+def cluster_nodes() -> Iterator[list[int]]:
+    """A real 3-master Redis Cluster for this module on this worker (whatever
+    ``HUB_TEST_REDIS`` says); its masters' ports."""
+    try:
+        cluster = start_cluster()
+    except ClusterStartError as exc:
+        pytest.fail(str(exc))
+    with cluster:
+        yield cluster.ports
+
+
+@pytest.fixture
+def cluster_url(cluster_nodes: list[int]) -> str:
+    """That cluster, every master emptied (data and script cache) before the test."""
+    url = f"redis://127.0.0.1:{cluster_nodes[0]}/0"
+    redis_cluster.flush(url)
+    return url
 
 
 @pytest.fixture

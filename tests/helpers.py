@@ -10,6 +10,8 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from twilio.request_validator import RequestValidator
 
 from adapters import keys
@@ -23,6 +25,7 @@ from hub.runtime import Hub
 from hub.sender import Sender, SenderOptions
 from hub.settings import Settings
 from hub.web.app import build_app
+from tests import redis_cluster
 
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -31,6 +34,8 @@ SID2 = "AC" + "2" * 32
 
 
 def make_settings(redis_url: str, twilio_url: str, data_dir: Path, **over: Any) -> Settings:
+    """Test settings on ``redis_url``; ``redis.cluster = true`` when it names a cluster
+    started by tests/redis_cluster.py (``HUB_TEST_REDIS=cluster``)."""
     port = over.pop("port", None) or free_port()
     tree: dict[str, Any] = {
         "hub": {
@@ -41,7 +46,11 @@ def make_settings(redis_url: str, twilio_url: str, data_dir: Path, **over: Any) 
             "log_level": "warning",
             "reopen_window_hours": 72,
         },
-        "redis": {"url": redis_url, "inbound_shards": 2},
+        "redis": {
+            "url": redis_url,
+            "inbound_shards": 2,
+            **({"cluster": True} if redis_cluster.is_cluster_url(redis_url) else {}),
+        },
         "dispatcher": {"block_ms": 20, "claim_idle_ms": 200, "lease_ms": 300, "max_deliveries": 3},
         "outbox": {
             "max_attempts": 3,
@@ -84,6 +93,12 @@ def make_settings(redis_url: str, twilio_url: str, data_dir: Path, **over: Any) 
             node = node.setdefault(p, {})
         node[parts[-1]] = value
     return Settings.model_validate(tree)
+
+
+def redis_client(url: str, **kw: Any) -> Redis | RedisCluster:
+    """A client for a test's own reads and writes: a RedisCluster when ``url`` is a cluster's
+    (``HUB_TEST_REDIS=cluster``), else a plain Redis. Close it with ``aclose()``."""
+    return redis_cluster.client(url, **kw)
 
 
 def inbound_params(

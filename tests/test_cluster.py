@@ -1,173 +1,37 @@
 """The same hub code on a real 3-master Redis Cluster: hash tags keep every script on one slot.
 
-One cluster per test module (and per xdist worker), on free loopback ports; every master is
-flushed, scripts included, before each test, so each test also loads its scripts afresh.
+One cluster per test module (and per xdist worker), on free loopback ports (``cluster_nodes``
+in tests/conftest.py, started by tests/redis_cluster.py); every master is flushed, scripts
+included, before each test, so each test also loads its scripts afresh. ``make test-cluster``
+runs the whole end-to-end suite on such a cluster too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
-import subprocess
-import tempfile
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from redis import Redis as SyncRedis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisClusterException
 
 from adapters import keys
 from adapters.redis_bus import StreamGroup
+from adapters.redis_cluster_client import ClusterClient, ClusterUnavailableError
+from adapters.redis_rate_limit import RedisRateLimit
 from adapters.redis_server import free_port
+from adapters.redis_store import RedisStore
+from adapters.redis_users import RedisUsers
 from hub.demo.fake_twilio import FakeTwilio, Scripted
 from hub.model import Message
 from hub.settings import ConfigError, load_settings
+from tests import redis_cluster
 from tests.helpers import HubHarness, eventually, inbound_params, make_settings
 
-REDIS_BIN = shutil.which("redis-server")
-REDIS_CLI = shutil.which("redis-cli")
 PHONE_A = "+6281234567890"  # hub:id:{phone:+6281234567890} is slot 6722
 PHONE_B = "+6285712345678"  # hub:id:{phone:+6285712345678} is slot 13108: another master
-
-
-def _free_ports(n: int) -> list[int]:
-    ports: list[int] = []
-    while len(ports) < n:
-        p = free_port()
-        if p not in ports:
-            ports.append(p)
-    return ports
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait(10)
-
-
-def _start_cluster(tmp: Path) -> tuple[list[int], list[subprocess.Popen[bytes]]]:
-    """Three masters (client port and cluster-bus port both picked free), joined into one
-    cluster; returns once every node reports cluster_state:ok."""
-    assert REDIS_BIN is not None
-    assert REDIS_CLI is not None
-    ports = _free_ports(6)
-    masters, buses = ports[:3], ports[3:]
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        for port, bus in zip(masters, buses, strict=True):
-            d = tmp / str(port)
-            d.mkdir()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        REDIS_BIN,
-                        "--port",
-                        str(port),
-                        "--cluster-port",
-                        str(bus),
-                        "--bind",
-                        "127.0.0.1",
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        "nodes.conf",
-                        "--dir",
-                        str(d),
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--daemonize",
-                        "no",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        for port, proc in zip(masters, procs, strict=True):
-            with SyncRedis(port=port) as c:
-                for _ in range(400):
-                    with contextlib.suppress(Exception):
-                        if c.ping():
-                            break
-                    if proc.poll() is not None:
-                        raise RuntimeError(f"redis-server on port {port} exited at start")
-                    time.sleep(0.025)  # module setup, outside any event loop
-                else:
-                    raise RuntimeError(f"redis-server on port {port} never answered")
-        subprocess.run(
-            [
-                REDIS_CLI,
-                "--cluster",
-                "create",
-                *(f"127.0.0.1:{p}" for p in masters),
-                "--cluster-replicas",
-                "0",
-                "--cluster-yes",
-            ],
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        for port in masters:
-            for _ in range(400):
-                info = subprocess.run(
-                    [REDIS_CLI, "-p", str(port), "cluster", "info"],
-                    capture_output=True,
-                    text=True,
-                    timeout=10,
-                ).stdout
-                if "cluster_state:ok" in info:
-                    break
-                time.sleep(0.025)
-            else:
-                raise RuntimeError(f"node {port} never reached cluster_state:ok")
-    except BaseException:
-        _stop(procs)
-        raise
-    return masters, procs
-
-
-@pytest.fixture(scope="module")
-def cluster_nodes() -> Iterator[list[int]]:
-    """A real 3-master Redis Cluster for this module on this worker; its masters' ports."""
-    if REDIS_BIN is None or REDIS_CLI is None:
-        pytest.fail("redis-server and redis-cli are needed: run `make test`, which installs them")
-    last: Exception | None = None
-    for _ in range(3):  # a free port can be taken by someone else before the server binds it
-        tmp = Path(tempfile.mkdtemp(prefix="hub-cluster-"))
-        try:
-            masters, procs = _start_cluster(tmp)
-        except (RuntimeError, subprocess.SubprocessError) as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            last = exc
-            continue
-        try:
-            yield masters
-        finally:
-            _stop(procs)
-            shutil.rmtree(tmp, ignore_errors=True)
-        return
-    pytest.fail(f"could not start a Redis Cluster: {last}")
-
-
-@pytest.fixture
-def cluster_url(cluster_nodes: list[int]) -> str:
-    """The cluster, every master emptied (data and script cache) before the test."""
-    for port in cluster_nodes:
-        with SyncRedis(port=port) as c:
-            c.flushall()
-            c.script_flush()
-    return f"redis://127.0.0.1:{cluster_nodes[0]}/0"
 
 
 @pytest.fixture
@@ -200,11 +64,9 @@ async def harness(harness_factory: Callable[..., Awaitable[HubHarness]]) -> HubH
 
 
 def _node_keys(ports: list[int]) -> dict[int, set[str]]:
-    out = {}
-    for port in ports:
-        with SyncRedis(port=port, decode_responses=True) as c:
-            out[port] = set(c.keys("*"))
-    return out
+    cluster = redis_cluster.cluster_of(f"redis://127.0.0.1:{ports[0]}/0")
+    assert cluster is not None
+    return cluster.keys_by_node()
 
 
 def _reply(ticket: dict, reply_id: str) -> dict:
@@ -441,3 +303,72 @@ async def test_running_workers_answer_a_webhook(
     await eventually(acked)
     [t] = await harness.tickets()
     assert t["number"] in harness.fake.sent[0].params["Body"]
+
+
+# -- what differs on a cluster: MULTI/EXEC, and how "the store is away" is reported ----------
+
+
+async def test_atomic_steps_on_a_fresh_client_leave_it_usable(cluster_url: str) -> None:
+    """The rate limiter's and the lockout's INCR+EXPIRE are one script (Scripts.atomic), even
+    as a fresh client's very first command: redis-py's cluster MULTI/EXEC ran each queued
+    command in a thread with its own event loop, and a client that connected there was broken
+    for the hub's loop (the web form answered 500). Transactions are refused outright now."""
+    rc = ClusterClient.from_url(cluster_url)
+    try:
+        limit = RedisRateLimit(rc)
+        assert [await limit.hit("ip:10.0.0.1", 2, 60, 1000.0) for _ in range(3)] == [0, 0, 21]
+        assert 0 < await rc.ttl(limit._key("ip:10.0.0.1", 16)) <= 61
+        users = RedisUsers(rc)
+        assert [await users.record_failure("ani", 300) for _ in range(2)] == [1, 2]
+        assert 0 < await rc.ttl("hub:{users}:fail:ani") <= 300
+        assert await rc.ping()
+        with pytest.raises(RedisClusterException, match=r"Scripts\.atomic"):
+            rc.pipeline(transaction=True)
+    finally:
+        await rc.aclose()
+
+
+async def test_contact_merge_and_unmerge_on_two_masters(cluster_url: str) -> None:
+    """Each side of a merge is one atomic step on its own contact's hash tag."""
+    rc = ClusterClient.from_url(cluster_url)
+    try:
+        store = RedisStore(rc)
+        [a, b] = await store.resolve_contacts([f"phone:{PHONE_A}", f"phone:{PHONE_B}"])
+        await rc.sadd(keys.contact_identities(b), f"phone:{PHONE_B}")
+        assert await store.merge_contacts(a, b, "ani") == [f"phone:{PHONE_B}"]
+        assert await store.find_contact(f"phone:{PHONE_B}") == a
+        assert await rc.smembers(keys.contact_identities(a)) >= {f"phone:{PHONE_B}".encode()}
+        assert (await rc.hget(keys.contact(b), "merged_into")) == a.encode()
+        assert await store.unmerge_contacts(a, b, "ani") == [f"phone:{PHONE_B}"]
+        assert await store.find_contact(f"phone:{PHONE_B}") == b
+        assert await rc.hget(keys.contact(b), "merged_into") is None
+        audit = [json.loads(x) for x in await rc.lrange(f"{keys.contact(a)}:audit", 0, -1)]
+        assert [e["type"] for e in audit] == ["merged", "unmerged"]
+    finally:
+        await rc.aclose()
+
+
+async def test_unreachable_cluster_answers_503_not_500(
+    fake_twilio: FakeTwilio, tmp_path: Path
+) -> None:
+    """No node reachable: RedisCluster raises RedisClusterException, not a RedisError, so the
+    hub answered 500; the hub's cluster client reports a ConnectionError, as a lone Redis
+    does, and readiness and webhooks say 503 (retry)."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    s = make_settings(dead, fake_twilio.base_url, tmp_path, redis__cluster=True)
+    for acct in s.channels.whatsapp.accounts.values():
+        fake_twilio.accounts[acct.account_sid] = acct.auth_token.get_secret_value()
+    h = HubHarness(s, fake_twilio)
+    await h.start()
+    try:
+        assert isinstance(h.hub.redis, ClusterClient)
+        with pytest.raises(ClusterUnavailableError):
+            await h.hub.redis.get("x")
+        assert h.session is not None
+        async with h.session.get(h.base + "/readyz") as r:
+            assert r.status == 503
+            assert (await r.json())["checks"]["redis"] is False
+        status, body = await h.post_whatsapp(inbound_params("x"))
+        assert (status, "retry" in body) == (503, True)
+    finally:
+        await h.stop()

@@ -28,6 +28,7 @@ from redis import Redis as SyncRedis
 from adapters.redis_server import free_port
 from hub.runtime import ROLES
 from hub.settings import load_settings
+from tests import redis_cluster
 from tests.helpers import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -237,6 +238,7 @@ async def test_a_process_without_the_web_role_serves_probes_and_metrics(
         .replace('data_dir = "/var/lib/kemnaker-hub"', f'data_dir = "{tmp_path}"')
     )  # fmt: skip
     env = {**os.environ, **_env_example(), "HUB__REDIS__URL": redis_url,
+           "HUB__REDIS__CLUSTER": str(redis_cluster.is_cluster_url(redis_url)).lower(),
            "HUB__HUB__OPS_PORT": str(ops_port), "HUB__HUB__LOG_LEVEL": "warning"}  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub", "run", "--config", str(config), "--role", "dispatcher",

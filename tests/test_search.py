@@ -29,11 +29,7 @@ from hub.search import (
 from hub.web import search_api
 from hub.web.auth import PRINCIPAL
 from hub.web.common import HUB
-from tests import test_cluster
 from tests.helpers import SID2, HubHarness, inbound_params
-
-cluster_nodes = test_cluster.cluster_nodes
-cluster_url = test_cluster.cluster_url
 
 PHONE_SITI = "+6281234567890"
 PHONE_BUDI = "+6285712345678"

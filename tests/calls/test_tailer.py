@@ -10,22 +10,23 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
 from adapters.redis_log_position import RedisLogPosition, position_key
+from adapters.scripts import AnyRedis
 from channels.calls.jsonl import JsonlParser, to_jsonl
 from channels.calls.queue_log import QueueLogParser
 from channels.calls.records import CallRecord
 from channels.calls.tailer import LineSource, LogTailer, StatelessSource, TailConfig
+from tests.helpers import redis_client
 
 pytestmark = pytest.mark.timeout(30)
 FIX = Path(__file__).parent.parent / "fixtures" / "calls"
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    r = aioredis.Redis.from_url(redis_url)
+async def redis(redis_url: str) -> AsyncIterator[AnyRedis]:
+    r = redis_client(redis_url)
     yield r
     await r.aclose()
 
@@ -42,7 +43,7 @@ def _close_tailers() -> Iterator[None]:
 
 
 @pytest.fixture
-def positions(redis: aioredis.Redis) -> RedisLogPosition:
+def positions(redis: AnyRedis) -> RedisLogPosition:
     return RedisLogPosition(redis)
 
 
@@ -314,7 +315,7 @@ async def test_run_until_stopped(tmp_path: Path, positions: RedisLogPosition) ->
     assert sink.ids == ["c0", "c1", "c2"]
 
 
-async def test_redis_position_guard(redis: aioredis.Redis, positions: RedisLogPosition) -> None:
+async def test_redis_position_guard(redis: AnyRedis, positions: RedisLogPosition) -> None:
     """Forward only within an inode; a new inode replaces; reset may go back."""
     assert await positions.get("a") is None
     await positions.set("a", 7, 100)

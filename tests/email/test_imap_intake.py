@@ -11,19 +11,19 @@ from email import message_from_bytes
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 import structlog
 
 from adapters.redis_mail_state import RedisMailState, position_key
 from channels.email.imap import ImapAccount, ImapIntake, backoff_delay, fetched_body, search_uids
 from tests.email.conftest import PASSWORD, USER, Appender, Dovecot, TcpProxy, make_mail
+from tests.helpers import redis_client
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @pytest.fixture
 async def state(redis_url: str) -> AsyncIterator[RedisMailState]:
-    r = aioredis.Redis.from_url(redis_url)
+    r = redis_client(redis_url)
     yield RedisMailState(r)
     await r.aclose()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,8 +120,12 @@ def check(
     outcomes: Mapping[str, Outcome],
     tickets: Iterable[Mapping[str, Any]],
     sends: Sequence[ProviderSend] = (),
+    kinds: Collection[str] = ("text",),
 ) -> Report:
-    """Compare the plan (and what got a 2xx) with the hub's tickets and the providers' sends."""
+    """Compare the plan (and what got a 2xx) with the hub's tickets and the providers' sends.
+
+    ``kinds``: the kinds of inbound message the plan is made of (``("call",)`` for a call
+    log's records); inbound messages of other kinds (media, calls) are not looked at."""
     rep = Report(planned=len(plan), provider_sends=len(sends))
     by_id = {(p.channel, p.account, p.provider_id): p for p in plan}
     seen: Counter[str] = Counter()
@@ -131,7 +135,7 @@ def check(
     for t in tickets:
         rep.tickets += 1
         for m in t.get("messages", []):
-            if m.get("direction") == "in" and m.get("kind", "text") == "text":
+            if m.get("direction") == "in" and m.get("kind", "text") in kinds:
                 p = by_id.get((m.get("channel"), m.get("account"), m.get("provider_id")))
                 if p is None:
                     rep.unexpected += 1

@@ -26,6 +26,7 @@ from adapters.redis_server import free_port
 from hub.demo.fake_graph import FakeGraph
 from hub.demo.fake_telegram import FakeTelegram
 from hub.demo.fake_twilio import FakeTwilio
+from tests.email.conftest import dovecot, tls_files  # noqa: F401  (fault 5's fixtures)
 from tests.faults.checker import Report, check, provider_sends, read_tickets
 from tests.faults.loadgen import Accounts, LoadGen, Planned
 from tests.faults.processes import ROOT, HubProc, RedisProc, stop_all, toml
@@ -146,9 +147,10 @@ class Rig:
     def redis_client(self) -> Redis:
         return Redis.from_url(self.redis.url, socket_timeout=5, socket_connect_timeout=2)
 
-    async def backlog(self) -> dict[str, int]:
+    async def backlog(self, outboxes: Iterable[str] = ("whatsapp", "telegram")) -> dict[str, int]:
         """Inbound and outbox entries not yet handled (never delivered, or delivered and not
-        acked), and retries waiting: 0 everywhere once the hub is drained."""
+        acked), and retries waiting: 0 everywhere once the hub is drained. ``outboxes``: the
+        channels whose outbox to look at."""
         r = self.redis_client()
         out = {"inbound": 0, "outbox": 0, "delayed": 0}
         try:
@@ -156,7 +158,7 @@ class Rig:
                 (keys.inbound_stream(i), keys.DISPATCH_GROUP, "inbound") for i in range(SHARDS)
             ]
             streams += [(keys.outbox_stream(ch), keys.SEND_GROUP, "outbox")
-                        for ch in ("whatsapp", "telegram")]  # fmt: skip
+                        for ch in outboxes]  # fmt: skip
             for stream, group, kind in streams:
                 if not await r.exists(stream):
                     continue
@@ -164,19 +166,25 @@ class Rig:
                     name = g["name"].decode() if isinstance(g["name"], bytes) else g["name"]
                     if name == group:
                         out[kind] += int(g.get("lag") or 0) + int(g.get("pending") or 0)
-            for ch in ("whatsapp", "telegram"):
+            for ch in outboxes:
                 out["delayed"] += int(await r.zcard(keys.outbox_delayed(ch)))
         finally:
             await r.aclose()
         return out
 
-    async def drained(self, limit_s: float = 60.0, only: str = "") -> float:
+    async def drained(
+        self,
+        limit_s: float = 60.0,
+        only: str = "",
+        outboxes: Iterable[str] = ("whatsapp", "telegram"),
+    ) -> float:
         """Wait until nothing is left to dispatch or send (or only ``only``: "inbound");
         returns the seconds it took."""
         t0 = time.monotonic()
+        outboxes = tuple(outboxes)
         async with asyncio.timeout(limit_s):
             while True:
-                left = await self.backlog()
+                left = await self.backlog(outboxes)
                 if not (left[only] if only else any(left.values())):
                     return time.monotonic() - t0
                 await asyncio.sleep(0.1)

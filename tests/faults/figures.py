@@ -10,6 +10,7 @@ from typing import Any
 from tests.faults.processes import ROOT
 
 FIGURES = ROOT / "var" / "faults"
+SOURCE_TESTS = ("imap_dropped_", "call_log_rotated_")
 
 Column = tuple[str, Callable[[dict[str, Any]], object]]
 COLUMNS: list[Column] = [
@@ -46,13 +47,43 @@ def _recovered(d: dict[str, Any]) -> str:
     return ", ".join(parts) or "-"
 
 
-def table(rows: list[dict[str, Any]]) -> str:
-    head = "| test | " + " | ".join(c for c, _ in COLUMNS) + " |"
-    sep = "|---" * (len(COLUMNS) + 1) + "|"
+# Fault 5 (tests/faults/test_source_faults.py): the pulled sources, their own figures.
+SOURCE_COLUMNS: list[Column] = [
+    ("written", lambda d: d["load"]["acked"]),
+    ("found", lambda d: d["check"]["found"]),
+    ("lost", lambda d: d["check"]["lost"]),
+    ("of which in copytruncate windows", lambda d: d.get("lost_in_copytruncate_windows", 0)),
+    ("dup.", lambda d: d["check"]["duplicated"]),
+    ("out of order", lambda d: d["check"]["out_of_order"]),
+    ("wrong ticket", lambda d: d["check"]["wrong_ticket"]),
+    ("faults", lambda d: _source_faults(d)),
+    ("re-read (dedupe hits)", lambda d: d.get("handed_over_twice_deduplicated",
+                                              d.get("reread_deduplicated", "-"))),
+    ("acks (sent once)", lambda d: d["check"]["replies"] - d["check"]["replies_resent"]),
+    ("drained s after load", lambda d: d.get("drain_s_after_load", "-")),
+]  # fmt: skip
+
+
+def _source_faults(d: dict[str, Any]) -> str:
+    """What was broken: IMAP cuts and kicks by mode, call-log rotations by kind."""
+    counts: dict[str, int] = {}
+    for c in d.get("cuts", []):
+        counts[c["mode"]] = counts.get(c["mode"], 0) + 1
+    if d.get("kicks"):
+        counts["kick"] = d["kicks"]
+    for f in d.get("faults", []):
+        counts[f["kind"]] = counts.get(f["kind"], 0) + 1
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"
+
+
+def table(rows: list[dict[str, Any]], columns: list[Column] | None = None) -> str:
+    columns = columns if columns is not None else COLUMNS
+    head = "| test | " + " | ".join(c for c, _ in columns) + " |"
+    sep = "|---" * (len(columns) + 1) + "|"
     lines = [head, sep]
     for d in rows:
         cells = []
-        for _, get in COLUMNS:
+        for _, get in columns:
             try:
                 cells.append(str(get(d)))
             except (KeyError, TypeError):
@@ -64,11 +95,16 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     rows = [json.loads(p.read_text()) for p in sorted(FIGURES.glob("*.json"))]
     rows = [r for r in rows if "check" in r]
+    sources = [r for r in rows if r["test"].startswith(SOURCE_TESTS)]
+    rows = [r for r in rows if not r["test"].startswith(SOURCE_TESTS)]
     for scale in ("quick", "chaos"):
         picked = [r for r in rows if r["test"].endswith(scale)]
         if picked:
             print(f"\n### {scale}\n")
             print(table(picked))
+    if sources:
+        print("\n### fault 5: the pulled sources\n")
+        print(table(sources, SOURCE_COLUMNS))
     extras = {
         r["test"]: {k: v for k, v in r.items() if k not in ("check", "load", "test")} for r in rows
     }

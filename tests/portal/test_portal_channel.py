@@ -12,15 +12,16 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from redis.asyncio import Redis
 
 from adapters.redis_portal_cursor import RedisPortalCursor, cursor_key
 from adapters.redis_server import free_port
+from adapters.scripts import AnyRedis
 from channels.base import Channel, InboundRequest, PayloadError, SignatureError, TransientSendError
 from channels.portal import PortalAccount, PortalChannel, PortalPoller, StaleSignature
 from channels.portal.channel import retry_after
 from hub.demo.fake_portal import FakePortal, Scripted, make_event, signed_headers
 from hub.model import DeliveryState, Message, OutboundReply
+from tests.helpers import redis_client
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "portal"
 SECRET = "whsec-portal-0123456789abcdef"
@@ -88,8 +89,8 @@ async def live(fake: FakePortal) -> AsyncIterator[PortalChannel]:
 
 
 @pytest.fixture
-async def redis(redis_url: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url)
+async def redis(redis_url: str) -> AsyncIterator[AnyRedis]:
+    client = redis_client(redis_url)
     yield client
     await client.aclose()
 
@@ -395,7 +396,7 @@ def test_retry_after_http_date() -> None:
 
 
 def poller(
-    live: PortalChannel, redis: Redis, seen: list[Message], fail_on: str = ""
+    live: PortalChannel, redis: AnyRedis, seen: list[Message], fail_on: str = ""
 ) -> PortalPoller:
     async def on_message(m: Message) -> None:
         if m.provider_id == fail_on:
@@ -406,7 +407,7 @@ def poller(
 
 
 async def test_poll_in_order_and_cursor(
-    fake: FakePortal, live: PortalChannel, redis: Redis
+    fake: FakePortal, live: PortalChannel, redis: AnyRedis
 ) -> None:
     """Events are handed over in order and the cursor lands in hub:{portal}:cursor:<account>."""
     fake.events.extend(make_event(i) for i in range(1, 4))
@@ -418,7 +419,7 @@ async def test_poll_in_order_and_cursor(
 
 
 async def test_cursor_only_after_callback(
-    fake: FakePortal, live: PortalChannel, redis: Redis
+    fake: FakePortal, live: PortalChannel, redis: AnyRedis
 ) -> None:
     """While the callback runs the cursor has not moved; it moves once the page is through."""
     fake.events.extend(make_event(i) for i in range(1, 3))
@@ -434,7 +435,7 @@ async def test_cursor_only_after_callback(
 
 
 async def test_failing_callback_keeps_cursor(
-    fake: FakePortal, live: PortalChannel, redis: Redis
+    fake: FakePortal, live: PortalChannel, redis: AnyRedis
 ) -> None:
     """A callback failure leaves the cursor; the next poll re-reads the page."""
     fake.events.extend(make_event(i) for i in range(1, 4))
@@ -449,7 +450,7 @@ async def test_failing_callback_keeps_cursor(
 
 
 async def test_restart_resumes_after_cursor(
-    fake: FakePortal, live: PortalChannel, redis: Redis, redis_url: str
+    fake: FakePortal, live: PortalChannel, redis: AnyRedis, redis_url: str
 ) -> None:
     """A new poller (a restart) reads from the stored cursor: only new events arrive."""
     fake.events.extend(make_event(i) for i in range(1, 3))
@@ -457,7 +458,7 @@ async def test_restart_resumes_after_cursor(
     await poller(live, redis, seen).poll_once()
     fake.events.extend(make_event(i) for i in range(3, 5))
     after: list[Message] = []
-    other = Redis.from_url(redis_url)
+    other = redis_client(redis_url)
     try:
         assert await poller(live, other, after).poll_once() == 2
     finally:
@@ -467,7 +468,7 @@ async def test_restart_resumes_after_cursor(
 
 
 async def test_portal_down_keeps_cursor(
-    fake: FakePortal, live: PortalChannel, redis: Redis
+    fake: FakePortal, live: PortalChannel, redis: AnyRedis
 ) -> None:
     """A 503 from the events list raises and moves nothing."""
     await RedisPortalCursor(redis).set("bantuan", "5")
@@ -477,7 +478,9 @@ async def test_portal_down_keeps_cursor(
     assert await redis.get(cursor_key("bantuan")) == b"5"
 
 
-async def test_malformed_event_skipped(fake: FakePortal, live: PortalChannel, redis: Redis) -> None:
+async def test_malformed_event_skipped(
+    fake: FakePortal, live: PortalChannel, redis: AnyRedis
+) -> None:
     """A malformed event in the list is skipped; the rest go through and the cursor moves."""
     bad = make_event(2)
     del bad["message"]["id"]
@@ -490,7 +493,7 @@ async def test_malformed_event_skipped(fake: FakePortal, live: PortalChannel, re
     assert await redis.get(cursor_key("bantuan")) == b"3"
 
 
-async def test_run_catches_up_in_pages(fake: FakePortal, redis: Redis) -> None:
+async def test_run_catches_up_in_pages(fake: FakePortal, redis: AnyRedis) -> None:
     """run() reads full pages back to back after downtime and stops when asked."""
     ch = channel(fake.base_url, poll_limit=2, poll_interval_s=60)
     fake.events.extend(make_event(i) for i in range(1, 6))
@@ -510,7 +513,7 @@ async def test_run_catches_up_in_pages(fake: FakePortal, redis: Redis) -> None:
     assert await redis.get(cursor_key("bantuan")) == b"5"
 
 
-async def test_run_reports_the_portal_health(fake: FakePortal, redis: Redis) -> None:
+async def test_run_reports_the_portal_health(fake: FakePortal, redis: AnyRedis) -> None:
     """A portal that refuses connections is reported down (what the source_unreachable
     alert reads), one that answers is reported up; the poller keeps its schedule."""
     reports: list[tuple[bool, str]] = []

@@ -48,7 +48,6 @@ from aiohttp.abc import AbstractCookieJar
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
 from pydantic import BaseModel, SecretStr
-from redis import Redis as SyncRedis
 from yarl import URL
 
 from adapters.redis_server import free_port
@@ -56,6 +55,7 @@ from hub.demo.fake_twilio import FakeTwilio, Scripted
 from hub.settings import Settings, TwilioWhatsAppAccount
 from hub.web import auth
 from hub.web.app import build_app
+from tests import redis_cluster
 from tests.helpers import SID1, SID2, TOKEN, HubHarness, inbound_params, make_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -473,8 +473,7 @@ def _register(fake: FakeTwilio, settings: Settings) -> None:
 async def world(
     redis_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[World]:
-    with SyncRedis.from_url(redis_server) as c:
-        c.flushall()
+    redis_cluster.flush(redis_server)
     fake = FakeTwilio({})
     await fake.start()
     settings = make_settings(

@@ -86,13 +86,11 @@ async def _find(
         query = query_from_params({**p, "unit": "", "limit": str(MAX_FOUND), "offset": "0"})
     except BadParameter as exc:
         return [], view.t("err.invalid_parameter", detail=str(exc))
-    tids: list[str] = []
-    seen: set[str] = set()
-    for u in units:
-        got, _ = await index.search(dataclasses.replace(query, unit=u))
-        tids += [t for t in got if t not in seen]
-        seen.update(got)
-    return tids, ""
+    if len(units) != 1:  # an agent's units: one search over them all (as the API does)
+        got, _ = await index.search(dataclasses.replace(query, units=tuple(units)))
+        return got, ""
+    got, _ = await index.search(dataclasses.replace(query, unit=units[0]))
+    return got, ""
 
 
 async def search_page(request: web.Request) -> web.Response:

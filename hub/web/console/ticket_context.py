@@ -10,7 +10,7 @@ from typing import Any
 from hub.queue import PRIORITY_RANK
 from hub.web.console.contact_card import contact_card
 from hub.web.console.fmt import ms, numbers, ref
-from hub.web.console.timeline import timeline
+from hub.web.console.timeline import timeline, window
 from hub.web.console.view import View
 
 CLOSING_S = 2 * 3600
@@ -168,10 +168,11 @@ async def _via_options(view: View, ticket: Mapping[str, Any]) -> list[dict[str, 
     return [{"value": c, "label": view.label("channel", c)} for c in found]
 
 
-async def ticket_context(view: View, tid: str) -> dict[str, Any] | None:
+async def ticket_context(view: View, tid: str, show_all: bool = False) -> dict[str, Any] | None:
     ticket = await view.hub.store.get_ticket(tid)
     if ticket is None:
         return None
+    shown = window(view, ticket, show_all)
     header = await header_context(view, tid, ticket)
     contact = await contact_card(view, tid, str(ticket["contact_id"]))
     viewers = await view.hub.queue.queue.viewers(tid)
@@ -181,7 +182,8 @@ async def ticket_context(view: View, tid: str) -> dict[str, Any] | None:
     return {
         "h": header,
         "ticket": ticket,
-        "timeline": await timeline(view, ticket),
+        "timeline": await timeline(view, shown["ticket"]),
+        "older": shown["older"],
         "contact": contact,
         "via_options": await _via_options(view, ticket),
         **_composer(view, ticket, header, str(contact["name"])),

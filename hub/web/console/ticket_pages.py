@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from hub.web.console.ticket_context import header_context, ticket_context
-from hub.web.console.timeline import timeline
+from hub.web.console.timeline import timeline, wants_all, window
 from hub.web.console.view import View
 
 
@@ -14,7 +14,7 @@ async def ticket_page(request: web.Request) -> web.Response:
     found = await view.visible_ticket()
     if found is None:
         return view.not_found()
-    ctx = await ticket_context(view, found[0])
+    ctx = await ticket_context(view, found[0], wants_all(request))
     if ctx is None:
         return view.not_found()
     return view.render(
@@ -28,7 +28,10 @@ async def timeline_partial(request: web.Request) -> web.Response:
     ticket = await view.hub.store.get_ticket(found[0]) if found else None
     if ticket is None:
         return view.not_found()
-    return view.render("_timeline.html", timeline=await timeline(view, ticket))
+    shown = window(view, ticket, wants_all(request))
+    return view.render(
+        "_timeline.html", timeline=await timeline(view, shown["ticket"]), older=shown["older"]
+    )
 
 
 async def header_partial(request: web.Request) -> web.Response:

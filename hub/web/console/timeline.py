@@ -1,17 +1,32 @@
 """A ticket's timeline as the page shows it: messages, replies with their delivery states,
-notes and labelled events, each marked with the ticket it came from after a merge."""
+notes and labelled events, each marked with the ticket it came from after a merge.
+
+A long timeline shows its latest ``LATEST`` entries, with a link to all of them at the top
+(``?all=1``): a ticket with 500 messages would otherwise cost every view and every live
+refresh (the page re-fetches the fragment on each event and while replies are pending) the
+rendering of all 500. The live refresh keeps what the page shows: the fragment follows the
+page's own ``?all=1`` (its Referer) as well as its own."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from aiohttp import web
 
 from hub.web.console.fmt import iso_s, numbers, safe_url
 from hub.web.console.view import View
 from hub.web.media_api import attachment_path
 
 PENDING_STATES = ("queued", "sending", "retrying", "sent")
+LATEST = 100  # entries a timeline shows until asked for all
+# The notice above a shortened timeline (kept here until it joins hub/web/i18n.py's tables).
+_OLDER = {
+    "id": ("Menampilkan {shown} entri terakhir dari {total}.", "Tampilkan semua"),
+    "en": ("Showing the latest {shown} of {total} entries.", "Show all"),
+}
 MERGE_EVENTS = {"merged": "from", "merged_into": "into"}
 CHANNEL_EVENTS = frozenset({"message_retracted", "reaction", "identity_linked", "contact_linked"})
 
@@ -121,6 +136,26 @@ async def _refs(view: View, ticket: Mapping[str, Any]) -> dict[str, str]:
         if e.get("type") in MERGE_EVENTS:
             tids.add(str(e.get(MERGE_EVENTS[str(e["type"])]) or ""))
     return await numbers(view.hub, tids)
+
+
+def wants_all(request: web.Request) -> bool:
+    """``?all=1`` on this request, or on the page that fetched it (its live refresh)."""
+    if request.query.get("all") == "1":
+        return True
+    referer = urlsplit(request.headers.get("Referer", ""))
+    page = request.path.removesuffix("/timeline")
+    return referer.path == page and parse_qs(referer.query).get("all") == ["1"]
+
+
+def window(view: View, ticket: Mapping[str, Any], show_all: bool) -> dict[str, Any]:
+    """The ticket with only the entries shown, and what the notice above them says."""
+    entries = list(ticket.get("messages", []))
+    if show_all or len(entries) <= LATEST:
+        return {"ticket": ticket, "older": None}
+    text, link = _OLDER.get(view.lang, _OLDER["id"])
+    older = {"text": text.format(shown=LATEST, total=len(entries)), "link": link,
+             "count": len(entries) - LATEST}  # fmt: skip
+    return {"ticket": {**ticket, "messages": entries[-LATEST:]}, "older": older}
 
 
 async def timeline(view: View, ticket: Mapping[str, Any]) -> list[dict[str, Any]]:

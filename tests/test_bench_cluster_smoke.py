@@ -1,0 +1,30 @@
+"""bench/cluster.py at a tiny size (not timed): the roles as separate processes on a 3-master
+cluster, the shards spread over two dispatchers, every message counted through."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(240)
+def test_cluster_bench_runs_and_checks_its_counts() -> None:
+    argv = [
+        sys.executable, "-m", "bench.cluster", "--backends", "cluster", "--dispatchers", "2",
+        "--webs", "1", "--messages", "40", "--citizens", "10", "--concurrency", "8",
+    ]  # fmt: skip
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=220)
+    assert out.returncode == 0, out.stdout + out.stderr[-3000:]
+    [row] = [ln for ln in out.stdout.splitlines() if ln.startswith("cluster (3 masters)")]
+    cells = [c.strip() for c in row.split("|")]
+    assert cells[1:3] == ["1", "2"]  # 1 web, 2 dispatchers
+    assert cells[6] == "4/4"  # 8 shards, 4 per dispatcher
+    assert cells[-1] == "ok"
+    assert "40 accepted, 40 in streams, 40 on tickets, 0 dead, 10 tickets, 10 acks sent" in (
+        out.stderr
+    )
