@@ -84,7 +84,9 @@ class RedisStats:
         return as_text(raw) if raw is not None else None
 
     async def put_shared(self, name: str, value: str, ttl_s: float) -> None:
-        pipe = self.redis.pipeline(transaction=True)  # one slot: {stats}
+        # The document first, then its lock: one round trip, no MULTI (a transaction pipeline
+        # is refused on a Redis Cluster); a caller that locks in between only builds it twice.
+        pipe = self.redis.pipeline(transaction=False)
         pipe.set(_shared(name), value, px=max(1, int(ttl_s * 1000)))
         pipe.delete(f"{_shared(name)}:lock")
         await pipe.execute()
