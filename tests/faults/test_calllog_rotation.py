@@ -24,19 +24,19 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aioredis
 
 from adapters.redis_log_position import RedisLogPosition
 from channels.calls.jsonl import JsonlParser, to_jsonl
 from channels.calls.records import CallRecord
 from channels.calls.tailer import LogTailer, StatelessSource, TailConfig
+from tests.helpers import redis_client
 
 pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
 async def positions(redis_url: str) -> AsyncIterator[RedisLogPosition]:
-    r = aioredis.Redis.from_url(redis_url)
+    r = redis_client(redis_url)
     yield RedisLogPosition(r)
     await r.aclose()
 
