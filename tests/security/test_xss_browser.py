@@ -89,7 +89,6 @@ import pytest_asyncio
 from aiohttp import web
 from playwright.async_api import Browser, BrowserContext, Dialog, Page, async_playwright, expect
 from pydantic import ValidationError
-from redis import Redis as SyncRedis
 
 from adapters.redis_server import free_port
 from channels.calls.events import sign as sign_call
@@ -101,6 +100,7 @@ from hub.demo.fake_portal import make_event, signed_headers
 from hub.demo.fake_twilio import FakeTwilio
 from hub.settings import DEFAULT_UNITS, TwilioWhatsAppAccount
 from hub.web.app import build_app
+from tests import redis_cluster
 from tests.helpers import SID1, HubHarness, eventually, inbound_params, make_settings
 
 pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
@@ -268,8 +268,7 @@ async def world(
 ) -> AsyncIterator[World]:
     if shutil.which(CHROMIUM) is None:
         pytest.fail("chromium is not installed: run `make test`, which installs it")
-    with SyncRedis.from_url(redis_server) as c:
-        c.flushall()
+    redis_cluster.flush(redis_server)  # every master with HUB_TEST_REDIS=cluster
     tmp = tmp_path_factory.mktemp("xss")
     call_log, smtp_port = tmp / "calls.jsonl", free_port()
     call_log.touch()
