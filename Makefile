@@ -44,7 +44,7 @@ test-cluster: $(STAMP)
 
 # The main flows on the cluster, in `make test` (about a minute on 2 cores).
 CLUSTER_SMOKE := tests/test_whatsapp_flow.py tests/test_replies.py \
-	tests/telegram/test_telegram_flow.py \
+	tests/email/test_email_flow.py tests/telegram/test_telegram_flow.py \
 	tests/instagram/test_instagram_flow.py tests/portal/test_portal_flow.py \
 	tests/calls/test_call_flow.py tests/test_dashboard.py tests/test_observer.py \
 	tests/test_shard_balance.py \

@@ -10,6 +10,15 @@ during a failover or a resharding. This client turns those into ``ClusterUnavail
 a redis ``ConnectionError``; errors that are bugs (a command whose keys span slots) stay
 what they are.
 
+Retries follow the single-server client's policy (``hub.runtime``): one immediate retry on a
+connection error (after a master restarts, pooled connections are dead although it is back),
+never on a timeout. redis-py's default for a cluster retries connection errors *and timeouts*
+three times, a pipeline each time after closing every connection of the client (under the
+commands other tasks have in flight) and re-reading the topology: a frozen master failed a
+pipeline after 26 s instead of 2 s (1.5 s socket timeout), so a webhook would wait far past
+the provider's own timeout instead of getting its 503, and a command that timed out (and may
+have run) could be sent again.
+
 It also refuses ``pipeline(transaction=True)``: redis-py's asyncio cluster pipeline runs a
 transaction by starting a thread with its own event loop for every queued command (blocking
 the hub's loop, and breaking the client if it had to connect then). Atomic steps go through
@@ -21,6 +30,8 @@ from __future__ import annotations
 from typing import Any
 
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     ClusterDownError,
     ClusterError,
@@ -39,7 +50,14 @@ class ClusterUnavailableError(RedisConnectionError):
 
 
 class ClusterClient(RedisCluster):
-    """``RedisCluster`` with the hub's failure vocabulary (see the module docstring)."""
+    """``RedisCluster`` with the hub's failure vocabulary and retry policy (see the module
+    docstring)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # no retry inside redis-py (its loop retries timeouts too; a pipeline's closes the
+        # whole client first): execute_command retries a connection error once itself
+        kwargs["retry"] = Retry(NoBackoff(), 0)
+        super().__init__(*args, **kwargs)
 
     async def initialize(self, *args: Any, **kwargs: Any) -> ClusterClient:
         try:
@@ -51,6 +69,13 @@ class ClusterClient(RedisCluster):
         return self
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await self._execute_once(*args, **kwargs)
+        except RedisConnectionError:
+            # the topology is read again first (redis-py flags it after a connection error)
+            return await self._execute_once(*args, **kwargs)
+
+    async def _execute_once(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return await super().execute_command(*args, **kwargs)
         except _UNAVAILABLE as exc:

@@ -95,3 +95,6 @@ class RedisStats:
         """True for one caller until ``ttl_s`` passes or the document is put again."""
         got = await self.redis.set(f"{_shared(name)}:lock", "1", nx=True, px=int(ttl_s * 1000))
         return bool(got)
+
+    async def drop_shared(self, name: str) -> None:
+        await self.redis.delete(_shared(name), f"{_shared(name)}:lock")

@@ -61,6 +61,7 @@ from bench.memory import (
     start_redis,
     wait_port,
 )
+from hub.dashboard import Shared
 from hub.ids import new_id
 from hub.logging import configure as configure_logging
 from hub.runtime import Hub
@@ -493,6 +494,12 @@ async def run(args: argparse.Namespace) -> int:
                 await _stop_profile(procs, prof)
             say(f"  {name}: p50 {pct(t.client_ms, 50):,.1f} ms (hub {pct(t.server_ms, 50):,.1f})")
         problems = report(timings, filled, args)
+        raw = await hub.redis.get("hub:{stats}:shared:dashboard:tally")
+        shared = Shared.from_json(raw.decode()) if raw else None
+        if shared is not None:
+            say(f"the dashboard's tally of the open tickets took {shared.cost_s:,.1f} s to build "
+                f"(in one web process); it is shared for {shared.max_age_s():,.0f} s, then "
+                "rebuilt in the background")  # fmt: skip
         say(f"\nwhole run: {time.perf_counter() - t_start:,.0f} s")
         if problems:
             say("\nPROBLEMS:\n  " + "\n  ".join(problems))

@@ -1020,12 +1020,11 @@ class Bench:
             lat99 = [pct(r.load.latencies_ms(), 99) for r in runs[t]]
             f.row(f"  {t} POST p50 / p99 (ms)", f"{spread(lat, '.1f')} / {spread(lat99, '.1f')}")
         for t in ("hub", "bare", "ideal"):
-            cpu = [r.per_msg_us(r.server_cpu_s) for r in runs[t]]
             rcpu = [r.per_msg_us(r.redis_cpu_s) for r in runs[t]]
             gen = [r.per_msg_us(r.load.cpu_s) for r in runs[t]]
             f.row(
                 f"  {t}: CPU µs/msg server / redis / load generator",
-                f"{spread(cpu, '.0f')} / {spread(rcpu, '.0f')} / {spread(gen, '.0f')}",
+                f"{spread(cpu[t], '.0f')} / {spread(rcpu, '.0f')} / {spread(gen, '.0f')}",
             )
 
     # -- phases with tickets -----------------------------------------------------------------
@@ -1252,7 +1251,7 @@ def _parser() -> argparse.ArgumentParser:
         "--rate", type=float, default=0.0, help="single: steady msg/s (0: half the burst e2e)"
     )
     p.add_argument("--steady-s", type=float, default=10.0, help="length of a steady phase")
-    p.add_argument("--drain-s", type=float, default=30.0, help="wait at most this for acks")
+    p.add_argument("--drain-s", type=float, default=60.0, help="wait at most this for acks")
     p.add_argument("--xadd-n", type=int, default=100_000, help="redis-benchmark -n (0: skip)")
     p.add_argument("--poll-ms", type=float, default=2.0, help="ack tracker poll interval")
     p.add_argument("--hub-log-level", default="info", choices=["debug", "info", "warning"])

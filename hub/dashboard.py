@@ -43,7 +43,8 @@ log = structlog.get_logger("hub.dashboard")
 
 DAY_S = 86_400.0
 ATTENTION_ROWS = 50
-SHARE_ABOVE_S = 0.25  # a tally cheaper than this is never shared: always fresh
+SHARE_ABOVE_S = 0.5  # a tally cheaper than this is never shared: always fresh
+CHART_SHARE_ABOVE_S = 0.15  # the same for a chart's data (hours and days, not seconds, matter)
 SHARE_FACTOR = 5.0  # a shared tally serves for this many times what it cost to build ...
 SHARE_MAX_AGE_S = 30.0  # ... and never longer than this
 TALLY_CACHE = "dashboard:tally"
@@ -304,6 +305,8 @@ class SharedCache(Protocol):
         """True for one caller until ``ttl_s`` passes or ``put_shared`` of ``name``."""
         ...
 
+    async def drop_shared(self, name: str) -> None: ...
+
 
 @dataclass(slots=True)
 class Tallies:
@@ -463,7 +466,11 @@ class Dashboard:
         return Tallies.from_value(value)
 
     async def _shared(
-        self, name: str, now: float, build: Callable[[], Awaitable[dict[str, Any]]]
+        self,
+        name: str,
+        now: float,
+        build: Callable[[], Awaitable[dict[str, Any]]],
+        above_s: float = SHARE_ABOVE_S,
     ) -> dict[str, Any]:
         """``build()``'s value, or the shared copy while it is fresh enough for what it cost;
         past that, still the shared copy (for up to ``SHARE_MAX_AGE_S`` more) while one
@@ -481,22 +488,33 @@ class Dashboard:
                 if name not in self._rebuilding and await self.cache.lock_shared(
                     name, max(5.0, 3 * cached.cost_s)
                 ):
-                    task = asyncio.create_task(self._build_and_share(name, now, build))
+                    task = asyncio.create_task(
+                        self._build_and_share(name, now, build, above_s, True)
+                    )
                     task.add_done_callback(_log_failure)
                     self._rebuilding[name] = task
                 return dict(cached.value)
-        return await self._build_and_share(name, now, build)
+        return await self._build_and_share(name, now, build, above_s, cached is not None)
 
     async def _build_and_share(
-        self, name: str, now: float, build: Callable[[], Awaitable[dict[str, Any]]]
+        self,
+        name: str,
+        now: float,
+        build: Callable[[], Awaitable[dict[str, Any]]],
+        above_s: float,
+        stale: bool = False,
     ) -> dict[str, Any]:
         try:
             wall, started = time.time(), time.perf_counter()
             value = await build()
             cost = time.perf_counter() - started
-            if self.cache is not None and cost >= SHARE_ABOVE_S:
+            if self.cache is not None and cost >= above_s:
                 shared = Shared(now, wall, cost, value)
                 await self.cache.put_shared(name, shared.to_json(), 4 * SHARE_MAX_AGE_S)
+            elif self.cache is not None and stale:
+                # Cheap again (fewer tickets, a quieter machine): nobody should keep serving
+                # the old shared copy; every snapshot is fresh from now on.
+                await self.cache.drop_shared(name)
             return value
         finally:
             if self._rebuilding.get(name) is asyncio.current_task():
@@ -538,7 +556,9 @@ class Dashboard:
         the distribution chart (tickets not answered yet are not in it). Shared like the
         tally when costly (a week holds tens of thousands of tickets)."""
         name = f"dashboard:response:{round(until - since)}"
-        got = await self._shared(name, until, lambda: self._response_times(since, until))
+        got = await self._shared(
+            name, until, lambda: self._response_times(since, until), CHART_SHARE_ABOVE_S
+        )
         return {k: [float(x) for x in v] for k, v in got.items()}
 
     async def _response_times(self, since: float, until: float) -> dict[str, Any]:

@@ -4,7 +4,6 @@ entries and all of them on demand, and the dashboard's shared tally."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -105,12 +104,12 @@ async def test_a_costly_tally_is_shared_and_a_cheap_one_never(harness: HubHarnes
     await dash.cache.put_shared("dashboard:tally", shared.to_json(), 60)
     snap = await dash.snapshot()
     assert next(u.open for u in snap.units if u.unit == "general") == 41
-    # Past its age (here on the hub's clock) the next snapshot counts afresh.
+    # Past its age (here on the hub's clock) the next snapshot counts afresh; the count was
+    # cheap, so the shared copy goes: nobody keeps serving it.
     h.clock.t += 3600
     snap = await dash.snapshot()
     assert next(u.open for u in snap.units if u.unit == "general") == 1
-    got = json.loads(await dash.cache.get_shared("dashboard:tally") or "null")
-    assert got is None or got["value"]["open_counts"]["general"] in (1, 41)
+    assert await dash.cache.get_shared("dashboard:tally") is None
 
 
 def test_sla_memo_agrees_with_the_engine_as_time_passes() -> None:

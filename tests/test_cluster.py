@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisClusterException
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from adapters import keys
 from adapters.redis_bus import StreamGroup
@@ -372,3 +375,41 @@ async def test_unreachable_cluster_answers_503_not_500(
         assert (status, "retry" in body) == (503, True)
     finally:
         await h.stop()
+
+
+async def test_a_frozen_master_fails_fast_and_once(cluster_url: str) -> None:
+    """A master that stops answering: a command and a pipeline to it fail after one socket
+    timeout, not after redis-py's default retries (26 s instead of 2 s for a pipeline, its
+    client's every connection closed first), the command is not sent again, and the other
+    masters keep answering."""
+    cluster = redis_cluster.cluster_of(cluster_url)
+    assert cluster is not None
+    rc = ClusterClient.from_url(cluster_url, socket_timeout=1.0)
+    try:
+        key, other = keys.identity(f"phone:{PHONE_A}"), keys.identity(f"phone:{PHONE_B}")
+        await rc.set(key, 0)
+        await rc.set(other, "x")
+        port = rc.get_node_from_key(key).port
+        assert rc.get_node_from_key(other).port != port
+        frozen = cluster.procs[cluster.ports.index(port)]
+        frozen.send_signal(signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            with pytest.raises(RedisTimeoutError):
+                await rc.incr(key)
+            pipe = rc.pipeline(transaction=False)
+            pipe.get(key)
+            pipe.get(other)
+            with pytest.raises(RedisTimeoutError):
+                await pipe.execute()
+            assert time.monotonic() - start < 6  # two timeouts of 1 s, with room for a slow box
+            assert await rc.get(other) == b"x"  # the other masters still answer
+        finally:
+            frozen.send_signal(signal.SIGCONT)
+
+        async def counted() -> bytes | None:
+            return await rc.get(key)
+
+        assert await eventually(counted) == b"1"  # sent once, run once it woke up
+    finally:
+        await rc.aclose()

@@ -98,8 +98,8 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
     finally:
         # One summary per request, at info; at debug when the request succeeded and already
         # said at info what it did (an accepted webhook's ``message.received`` lines carry the
-        # same request id): providers post thousands a second, and a second line for each is
-        # the largest cost of the hot path after the socket work.
+        # same request id): providers post thousands a second, and a second JSON line for
+        # each was one of the webhook path's largest costs.
         summary = log.debug if status < 400 and request.get(SUMMARIZED) else log.info
         summary(
             "http.request",
