@@ -74,6 +74,7 @@ from hub.model import (
     StatusUpdate,
 )
 from hub.settings import CloudWhatsAppAccount
+from hub.text import isolate
 
 OBJECT = "whatsapp_business_account"
 MEDIA_PREFIX = "wa-media:"
@@ -477,7 +478,8 @@ class CloudWhatsApp:
                     first_phone = wa_id or number
             if i == 0 and name:
                 meta["contact_name"] = name[:200]
-            line = " ".join(p for p in (name, ", ".join(numbers)) if p)
+            # the name isolated: an override in it must not turn the numbers after it
+            line = " ".join(p for p in (isolate(name) if name else "", ", ".join(numbers)) if p)
             if line:
                 lines.append(line)
         if first_phone is not None:

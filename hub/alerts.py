@@ -32,6 +32,7 @@ from pydantic import (
 )
 
 from hub.config_base import BotToken, _Section
+from hub.text import isolate
 
 JAKARTA = ZoneInfo("Asia/Jakarta")
 
@@ -518,8 +519,10 @@ class AlertEngine:
                     kind="cleared",
                     at=at,
                     value=prev.value,
-                    message_id=f"Aturan {name} dihapus dari konfigurasi: {prev.subject}",
-                    message_en=f"Rule {name} removed from the configuration: {prev.subject}",
+                    message_id=f"Aturan {isolate(name)} dihapus dari konfigurasi: "
+                    f"{isolate(prev.subject)}",
+                    message_en=f"Rule {isolate(name)} removed from the configuration: "
+                    f"{isolate(prev.subject)}",
                     severity="info",
                 )
             )
@@ -578,8 +581,9 @@ class AlertEngine:
                 msg_id = f"{label_id}: tidak lagi dilaporkan oleh hub"
                 msg_en = f"{label_en}: no longer reported by the hub"
             elif not active:
-                msg_id = f"{label_id}: di luar jam aktif {rule.active_hours}"
-                msg_en = f"{label_en}: outside active hours {rule.active_hours}"
+                hours = isolate(rule.active_hours)
+                msg_id = f"{label_id}: di luar jam aktif {hours}"
+                msg_en = f"{label_en}: outside active hours {hours}"
             else:
                 msg_id, msg_en = describe(rule, st.subject, st.value, st.detail, resolved=True)
         return AlertTransition(
@@ -624,15 +628,16 @@ class AlertEngine:
 
 
 def _label(kind: AlertKind, subject: str) -> tuple[str, str]:
-    """What the alert is about, as a sentence's subject: (Bahasa Indonesia, English)."""
+    """What the alert is about, as a sentence's subject: (Bahasa Indonesia, English); the
+    name in it isolated (``isolate``)."""
     if kind in UNIT_KINDS:
-        name = subject.removeprefix("unit ")
+        name = isolate(subject.removeprefix("unit "))
         return f"Unit {name}", f"Unit {name}"
     if kind == "source_unreachable":
-        name = subject.removeprefix("source ")
+        name = isolate(subject.removeprefix("source "))
         return f"Sumber {name}", f"Source {name}"
     if kind == "channel_silent":
-        return f"Kanal {subject}", f"Channel {subject}"
+        return f"Kanal {isolate(subject)}", f"Channel {isolate(subject)}"
     return "Dead letter", "Dead letters"
 
 
@@ -642,11 +647,13 @@ def describe(
     """The alert in words, (Bahasa Indonesia, English), for the dashboard and Telegram.
 
     ``resolved``: the words for a cleared alert, where "unreachable for 0 min" would be odd.
+    Every outside value (a name, the source's error ``detail``) is isolated (``isolate``):
+    a right-to-left override in it cannot reorder the words after it.
     """
     v, t = _num(value), _num(rule.threshold)
     (label_id, label_en) = _label(rule.kind, subject)
     if rule.kind == "backlog_above":
-        name = subject.removeprefix("unit ")
+        name = isolate(subject.removeprefix("unit "))
         return (
             f"Antrean unit {name}: {v} tiket menunggu (ambang {t})",
             f"Unit {name} queue: {_plural(value, 'ticket')} waiting (threshold {t})",
@@ -669,7 +676,7 @@ def describe(
     if rule.kind == "source_unreachable":
         if resolved:
             return f"{label_id} dapat dijangkau kembali", f"{label_en} is reachable again"
-        extra = f" ({detail})" if detail else ""
+        extra = f" ({isolate(detail)})" if detail else ""
         return (
             f"{label_id} tidak dapat dijangkau selama {v} menit{extra}",
             f"{label_en} unreachable for {v} min{extra}",

@@ -9,8 +9,12 @@ read at all is kept in the blob store and logged, and does not block the mailbox
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
+from collections.abc import Sequence
 from dataclasses import replace
+from ipaddress import IPv4Network, IPv6Network
+from typing import Protocol
 
 import structlog
 
@@ -18,8 +22,9 @@ from adapters.blob_store import FileBlobStore
 from channels.base import PayloadError
 from channels.email.imap import ImapAccount, ImapIntake, MailboxState
 from channels.email.parse import parse_mail
-from channels.email.smtp_in import IntakeHandler, SmtpIntake
+from channels.email.smtp_in import IntakeHandler, QuotaExceeded, SmtpIntake, SmtpQuota
 from hub.clock import Clock
+from hub.logging import mask_text
 from hub.metrics import HubMetrics
 from hub.ports import Publisher
 from hub.sender import StatusService
@@ -78,17 +83,111 @@ class MailIntake:
                  message_id=msg.id, entry=entry)  # fmt: skip
 
 
+class RateLimiter(Protocol):
+    """Fixed-window counters (``adapters.redis_rate_limit.RedisRateLimit``): each answers 0
+    if within ``limit``, else the seconds until the window ends."""
+
+    async def over(self, bucket: str, limit: int, window_s: int, now_s: float) -> int: ...
+
+    async def hit(self, bucket: str, limit: int, window_s: int, now_s: float) -> int: ...
+
+
+QUOTA_LOOKUP_S = 1.0
+"""Bound on the quota checks of one MAIL FROM; past it (Redis frozen) the mail is let in."""
+
+
+def client_bucket(ip: str) -> str:
+    """The quota's key for a client: its address, an IPv4-mapped IPv6 address as IPv4, and
+    an IPv6 client by its /64 (one host usually holds a whole /64)."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.ipv4_mapped is not None:
+            return str(addr.ipv4_mapped)
+        return str(ipaddress.IPv6Network((addr, 64), strict=False))
+    return str(addr)
+
+
+def _exempt(ip: str, networks: Sequence[IPv4Network | IPv6Network]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in n for n in networks)
+
+
+class SmtpQuotas:
+    """Per client IP and per envelope sender quotas of the SMTP intake, checked at MAIL FROM
+    (``channels.email.smtp_in.SmtpQuota``). A message is counted against both only when it is
+    within both, so a sender past its quota does not use up its relay's (one MTA relays every
+    sender); the null sender of bounces has no sender quota, only the IP's. If the limiter
+    cannot answer in time, the mail is let in (fail open): the handover that follows still
+    answers 451 if Redis is really away."""
+
+    def __init__(
+        self, limiter: RateLimiter, settings: SmtpIntakeSection, clock: Clock, metrics: HubMetrics
+    ) -> None:
+        self.limiter = limiter
+        self.settings = settings
+        self.clock = clock
+        self.metrics = metrics
+
+    def _buckets(self, ip: str, sender: str) -> list[tuple[QuotaExceeded, str, int]]:
+        s = self.settings
+        out: list[tuple[QuotaExceeded, str, int]] = []
+        if s.rate_per_ip_per_window > 0 and not _exempt(ip, s.rate_ip_exempt):
+            out.append(("ip", f"smtp:ip:{client_bucket(ip)}", s.rate_per_ip_per_window))
+        address = sender.strip().lower()
+        if address and s.rate_per_sender_per_window > 0:
+            out.append(("sender", f"smtp:sender:{address}", s.rate_per_sender_per_window))
+        return out
+
+    async def __call__(self, ip: str, sender: str) -> QuotaExceeded | None:
+        buckets = self._buckets(ip, sender)
+        if not buckets:
+            return None
+        window = self.settings.rate_window_seconds
+        now = self.clock.now()
+        try:
+            async with asyncio.timeout(QUOTA_LOOKUP_S):
+                for by, bucket, limit in buckets:  # look first, without counting
+                    if wait := await self.limiter.over(bucket, limit, window, now):
+                        return self._refused(by, ip, sender, wait)
+                for by, bucket, limit in buckets:  # within both: count (atomic per bucket)
+                    if wait := await self.limiter.hit(bucket, limit, window, now):
+                        return self._refused(by, ip, sender, wait)
+        except Exception as exc:  # the limiter is a guard, not a gate: let the mail in
+            log.warning("smtp.rate_limit_unavailable", error=type(exc).__name__)
+        return None
+
+    def _refused(self, by: QuotaExceeded, ip: str, sender: str, wait: int) -> QuotaExceeded:
+        self.metrics.smtp_rate_limited.labels(by).inc()
+        log.info("smtp.rate_limited", by=by, sender=mask_text(sender), ip=ip, retry_in_s=wait)
+        return by
+
+
 class SmtpListener:
     """The direct SMTP intake: one listening server for every ``intake = "smtp"`` account;
-    it answers 250 only after the mail is on the inbound stream (451 otherwise)."""
+    it answers 250 only after the mail is on the inbound stream (451 otherwise), and 451
+    4.7.1 at MAIL FROM to a client or sender past its ``quota``."""
 
-    def __init__(self, intakes: dict[str, MailIntake], settings: SmtpIntakeSection) -> None:
+    def __init__(
+        self,
+        intakes: dict[str, MailIntake],
+        settings: SmtpIntakeSection,
+        quota: SmtpQuota | None = None,
+    ) -> None:
         self.intakes = intakes
         self.settings = settings
         handler = IntakeHandler(
             {i.settings.address: name for name, i in intakes.items()},
             self._deliver,
             settings.max_message_bytes,
+            quota=quota,
         )
         self.server = SmtpIntake(
             handler, settings.listen_host, settings.listen_port,

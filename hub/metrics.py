@@ -66,6 +66,12 @@ class HubMetrics:
             ["poller"],
             registry=r,
         )
+        self.smtp_rate_limited = Counter(
+            "hub_smtp_rate_limited_total",
+            "MAIL FROM deferred with 451 4.7.1 at the SMTP intake, by the quota it was over",
+            ["by"],
+            registry=r,
+        )
         # Gauges below are read from Redis when /metrics is scraped.
         self.stream_length = Gauge(
             "hub_stream_length", "Entries in a stream", ["stream"], registry=r

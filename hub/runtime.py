@@ -60,7 +60,7 @@ from hub.ids import new_id
 from hub.intake import IntakeRunner, Poller
 from hub.live import LiveFeed
 from hub.load_stats import LoadStats
-from hub.mail_intake import ImapPoller, MailIntake, SmtpListener
+from hub.mail_intake import ImapPoller, MailIntake, SmtpListener, SmtpQuotas
 from hub.metrics import HubMetrics
 from hub.observer import Observer
 from hub.queue import QueueService
@@ -73,6 +73,8 @@ from hub.sla import SlaEngine, years_without_holidays
 from hub.source_health import PORTAL, HealthReporter
 from hub.status_mirror import StatusMirror
 from hub.ticket_actions import TicketActions
+
+ROLE_RESTART_S = 1.0  # a role whose run() failed starts again after this
 
 log = structlog.get_logger("hub.runtime")
 ROLES = frozenset({"web", "dispatcher", "sender", "intake"})
@@ -253,7 +255,7 @@ class Hub:
                 self.load,
                 RedisRoster(self.redis, "dispatcher"),
             )
-            self._tasks.append(asyncio.create_task(self.dispatcher.run(), name="dispatcher"))
+            self._tasks.append(self._role_task("dispatcher", self.dispatcher))
             self._tasks.append(asyncio.create_task(self._keep_queue(), name="queue-keeper"))
             self._start_observer()
         if "sender" in self.roles:
@@ -273,7 +275,7 @@ class Hub:
                 self.blobs,
                 self.health,
             )
-            self._tasks.append(asyncio.create_task(self.sender.run(), name="sender"))
+            self._tasks.append(self._role_task("sender", self.sender))
             self._tasks.append(
                 asyncio.create_task(self.status_mirror.run(self._mirror_stop), name="status-mirror")
             )
@@ -285,6 +287,26 @@ class Hub:
             owner=self.owner,
             embedded_redis=self.embedded is not None,
         )
+
+    def _role_task(self, name: str, worker: Dispatcher | Sender) -> asyncio.Task[None]:
+        """``worker.run()`` as a task that outlives a failure of its start (the consumer groups are
+        created first: a Redis that is slow or failing over at that moment raised out of the
+        task, and the role stayed dead and silent until the process stopped). Logged, then
+        started again after a pause, until the hub stops."""
+
+        async def keep() -> None:
+            while True:
+                try:
+                    await worker.run()
+                    return
+                except Exception as exc:
+                    log.error("role.failed", role=name, error=repr(exc)[:300])
+                    await worker.pause(ROLE_RESTART_S)
+                    if worker.stopping:
+                        return
+                    log.info("role.restarted", role=name)
+
+        return asyncio.create_task(keep(), name=name)
 
     async def _start_intake(self) -> None:
         """Pulled sources (IMAP mailboxes, the portal's event list) are polled under a lease,
@@ -330,7 +352,8 @@ class Hub:
             self._tasks.append(asyncio.create_task(self.intake.run(), name="intake"))
         smtp = {n: i for n, i in intakes.items() if mail.accounts[n].intake == "smtp"}
         if mail.smtp_intake.enabled and smtp:
-            self.smtp_listener = SmtpListener(smtp, mail.smtp_intake)
+            quotas = SmtpQuotas(self.rate_limit, mail.smtp_intake, self.clock, self.metrics)
+            self.smtp_listener = SmtpListener(smtp, mail.smtp_intake, quotas)
             await self.smtp_listener.start()
 
     def _start_observer(self) -> None:

@@ -309,6 +309,24 @@ class SmtpIntakeSection(_Section):
     listen_port: int = Field(2525, ge=0, le=65535)
     max_message_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     server_hostname: str = ""
+    rate_per_sender_per_window: int = Field(
+        30,
+        ge=0,
+        description="mails one envelope sender may relay per window; past it MAIL FROM gets "
+        "451 4.7.1 (the relay retries later); 0 = no limit",
+    )
+    rate_per_ip_per_window: int = Field(
+        120,
+        ge=0,
+        description="mails one client IP (an IPv6 client: its /64) may relay per window; past "
+        "it MAIL FROM gets 451 4.7.1; 0 = no limit",
+    )
+    rate_window_seconds: int = Field(60, ge=1, le=86_400)
+    rate_ip_exempt: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="networks with no IP quota (the site's own MTA, which relays every "
+        "citizen's mail: the sender quota still applies to what it relays)",
+    )
 
 
 class EmailChannel(_Section):

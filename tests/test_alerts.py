@@ -394,6 +394,43 @@ def test_source_unreachable() -> None:
     assert cleared.message_en == "Source ppid-mailbox is reachable again"
 
 
+RLO, FSI, PDI = "\u202e", "\u2068", "\u2069"
+
+
+def test_outside_words_in_alert_texts_are_isolated() -> None:
+    """A right-to-left override in a source's error text or a name comes back wrapped in
+    FSI … PDI, with the hub's own words after it outside the isolate; plain values are left
+    as they are."""
+    detail_run = Run(AlertRule(name="src", kind="source_unreachable", threshold=5))
+    evil = f"HTTP 503 {RLO}gnp.exe"
+    down = SourceHealth("graph", "provider_api", False, T0, evil)
+    (fired,) = detail_run.step(snap(T0 + 6 * MIN, sources=[down]))
+    isolated = f"{FSI}provider_api: {evil}{PDI}"
+    assert fired.message_id == f"Sumber graph tidak dapat dijangkau selama 6 menit ({isolated})"
+    assert fired.message_en == f"Source graph unreachable for 6 min ({isolated})"
+    (active,) = detail_run.engine.active_alerts(detail_run.state)
+    assert active.message_en.endswith(f"({isolated})")
+    assert active.message_en.rindex(PDI) == len(active.message_en) - 2  # then only ")"
+
+    name = f"hi{RLO}upah"
+    unit_run = Run(BACKLOG, AlertRule(name="oldest", kind="oldest_waiting_above", threshold=30))
+    b, o = unit_run.step(snap(T0, [unit(name, 63, oldest_s=31 * MIN)]))
+    assert b.message_id == f"Antrean unit {FSI}{name}{PDI}: 63 tiket menunggu (ambang 50)"
+    assert b.message_en == f"Unit {FSI}{name}{PDI} queue: 63 tickets waiting (threshold 50)"
+    assert o.message_en.startswith(f"Unit {FSI}{name}{PDI}: the oldest ticket has waited")
+    for text in (b.message_id, b.message_en, o.message_id, o.message_en, fired.message_id):
+        words_after = text[text.rindex(PDI) + 1 :]
+        assert words_after  # the hub's words, outside the isolate
+        assert RLO not in words_after
+        assert text.count(FSI) == text.count(PDI) == 1
+
+    silent = Run(AlertRule(name="quiet", kind="channel_silent", threshold=30))
+    (s_fired,) = silent.step(snap(T0, channels=[wa(T0 - 40 * MIN, account=f"wa{RLO}1")]))
+    assert s_fired.message_en.startswith(f"Channel {FSI}whatsapp/wa{RLO}1{PDI}: no inbound")
+    (plain,) = Run(BACKLOG).step(snap(T0, [unit("hi_upah", 63)]))
+    assert FSI not in plain.message_id + plain.message_en
+
+
 # -- persistence ------------------------------------------------------------------------------
 
 RULES = [

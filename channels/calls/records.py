@@ -23,6 +23,7 @@ from typing import Final
 from hub.identity import InvalidIdentity, normalize_phone, phone_identity
 from hub.ids import new_id
 from hub.model import Message
+from hub.text import isolate
 
 DISPOSITIONS: Final = frozenset(
     {"ANSWERED", "NO ANSWER", "BUSY", "FAILED", "CONGESTION", "ABANDONED"}
@@ -129,13 +130,15 @@ _UNANSWERED = {
 
 
 def summary(record: CallRecord) -> str:
-    """A short line in Bahasa Indonesia for the ticket timeline."""
+    """A short line in Bahasa Indonesia for the ticket timeline. The log's own words (agent,
+    transfer target, wrap-up code, notes) are isolated (``hub.alerts.isolate``): a
+    right-to-left override in one cannot reorder the rest of the line."""
     if record.abandoned:
         text = f"Panggilan tidak terjawab (ditinggalkan setelah {duration_text(record.wait_s)})"
     else:
         way = "masuk" if record.direction == "in" else "keluar"
         if record.disposition == "ANSWERED":
-            who = f" oleh agen {record.agent}" if record.agent else ""
+            who = f" oleh agen {isolate(record.agent)}" if record.agent else ""
             parts = [f"Panggilan {way} dijawab{who}"]
             if record.direction == "in" and record.wait_s:
                 parts.append(f"antre {duration_text(record.wait_s)}")
@@ -144,11 +147,11 @@ def summary(record: CallRecord) -> str:
         else:
             text = f"Panggilan {way} {_UNANSWERED[record.disposition]}"
     if record.transferred_to:
-        text += f", dialihkan ke {record.transferred_to}"
+        text += f", dialihkan ke {isolate(record.transferred_to)}"
     if record.wrapup_code:
-        text += f". Kode penyelesaian: {record.wrapup_code}"
+        text += f". Kode penyelesaian: {isolate(record.wrapup_code)}"
     if record.notes:
-        text += f". Catatan agen: {record.notes}"
+        text += f". Catatan agen: {isolate(record.notes)}"
     return text
 
 

@@ -4,7 +4,9 @@ For sites that prefer forwarding to polling. SMTP's own handshake gives the guar
 needs: the relay keeps a mail until we answer 250, so we answer 250 only after the hub's
 callback has durably accepted it, 451 when it could not (the relay retries later: no loss),
 550 for an address the hub does not serve, 552 above the size limit. Duplicates (a relay that
-retries after a lost 250) are removed by the hub's dedupe on the Message-ID.
+retries after a lost 250) are removed by the hub's dedupe on the Message-ID. A client or an
+envelope sender past the hub's quota gets a temporary 451 4.7.1 at MAIL FROM: the relay keeps
+the mail and retries later, so a flood is slowed and nothing is lost.
 
 The server runs in the caller's event loop (not aiosmtpd's Controller thread), so the callback
 can use the hub's Redis client. ``Return-Path`` is prepended with the envelope sender, as a
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -27,20 +29,52 @@ log = structlog.get_logger("channels.email.smtp_in")
 OnSmtpMessage = Callable[[bytes, str], Awaitable[None]]
 """``on_message(raw, account)``: return only once the mail is durably accepted; raise if not."""
 
+QuotaExceeded = Literal["ip", "sender"]
+SmtpQuota = Callable[[str, str], Awaitable[QuotaExceeded | None]]
+"""``quota(client_ip, sender)`` at each MAIL FROM (``sender`` as given, empty for a bounce):
+``None`` to take the mail, else which quota it is over; the hub decides and counts."""
+
+QUOTA_REPLIES: dict[QuotaExceeded, str] = {
+    "sender": "451 4.7.1 Too many messages from this sender, try again later",
+    "ip": "451 4.7.1 Too many messages from this client, try again later",
+}
+
 
 class IntakeHandler:
-    """aiosmtpd handler: RCPT only for configured addresses; DATA handed to ``on_message``
-    once per account it was addressed to, then 250."""
+    """aiosmtpd handler: MAIL within the ``quota`` (if any), RCPT only for configured
+    addresses; DATA handed to ``on_message`` once per account it was addressed to, then 250."""
 
     def __init__(
         self,
         addresses: Mapping[str, str],
         on_message: OnSmtpMessage,
         max_message_bytes: int = 25 * 1024 * 1024,
+        quota: SmtpQuota | None = None,
     ) -> None:
         self.addresses = {a.strip().lower(): acct for a, acct in addresses.items()}
         self.on_message = on_message
         self.max_message_bytes = max_message_bytes
+        self.quota = quota
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        """Over a quota: 451 4.7.1, the transaction is not opened, and the client may go on
+        with another MAIL on the same connection (another sender may be within its quota)."""
+        if self.quota is not None:
+            peer = session.peer
+            ip = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
+            exceeded = await self.quota(ip, address)
+            if exceeded is not None:
+                return QUOTA_REPLIES[exceeded]
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
 
     async def handle_RCPT(
         self,

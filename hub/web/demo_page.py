@@ -58,15 +58,22 @@ def _message(m: dict[str, Any]) -> str:
     if m.get("kind") == "location" and m.get("location"):
         loc = m["location"]
         text = f"📍 {loc.get('latitude')}, {loc.get('longitude')} {loc.get('address', '')}"
-    # the hub's own words stay outside the citizen's <bdi>, so an override cannot turn them
-    extra = f" [{len(m['attachments'])} attachment(s)]" if m.get("attachments") else ""
+    # the hub's own words stay outside the citizen's text, in a block of their own: a <bdi>
+    # spanning lines (a mail's) does not keep an override from the words after it
+    extra = (
+        f'<div class="x">[{len(m["attachments"])} attachment(s)]</div>'
+        if m.get("attachments")
+        else ""
+    )
     state = (
         f' <span class="s {escape(m["state"])}">{escape(m["state"])}</span>' if cls == "out" else ""
     )
     who = escape(m.get("display_name") or "") if cls == "in" else escape(m.get("author") or "hub")
+    meta = f"<bdi>{who}</bdi> · {_ts(m.get('at', ''))} · {escape(m.get('channel', ''))}{state}"
+    body = f"<bdi>{escape(text)}</bdi>"
     return (
-        f'<div class="m {cls}"><div class="meta"><bdi>{who}</bdi> · {_ts(m.get("at", ""))}'
-        f" · {escape(m.get('channel', ''))}{state}</div><bdi>{escape(text)}</bdi>{extra}</div>"
+        f'<div class="m {cls}"><div class="meta">{meta}</div>'
+        f'<div class="msg-body">{body}</div>{extra}</div>'
     )
 
 

@@ -238,6 +238,37 @@ def test_summaries_in_bahasa_indonesia() -> None:
     assert summary(c) == "Panggilan keluar tidak dijawab"
 
 
+def test_outside_words_in_the_summary_are_isolated() -> None:
+    """A right-to-left override in the log's words (agent, transfer target, wrap-up code,
+    notes) comes back wrapped in FSI … PDI: the hub's words after it stay outside the isolate
+    and in order. Words without direction controls are inserted as they are."""
+    rlo, fsi, pdi = "\u202e", "\u2068", "\u2069"
+    rec = CallRecord(
+        call_id="1772417900.201", direction="in", caller="081234567890", callee="1500630",
+        disposition="ANSWERED", agent=f"Siti{rlo}fdp.exe", wait_s=30, talk_s=300,
+        wrapup_code=f"INFO{rlo}-PHK", notes=f"{rlo}catatan",
+        extra={"transferred_to": f"300{rlo}@x"},
+    )  # fmt: skip
+    text = summary(rec)
+    assert text == (
+        f"Panggilan masuk dijawab oleh agen {fsi}Siti{rlo}fdp.exe{pdi}, antre 30 dtk, bicara "
+        f"5 mnt, dialihkan ke {fsi}300{rlo}@x{pdi}. Kode penyelesaian: {fsi}INFO{rlo}-PHK{pdi}"
+        f". Catatan agen: {fsi}{rlo}catatan{pdi}"
+    )
+    # Every override sits inside an isolate that closes before the hub's next words.
+    depth = 0
+    for ch in text:
+        depth += {fsi: 1, pdi: -1}.get(ch, 0)
+        assert ch != rlo or depth == 1
+    assert depth == 0
+    assert to_message(rec, "hotline", received_at=T0).text == text
+    plain = CallRecord(
+        call_id="1772417900.202", direction="in", caller="081234567890", callee="1500630",
+        disposition="ANSWERED", agent="Siti", talk_s=60, wrapup_code="INFO-PHK",
+    )  # fmt: skip
+    assert fsi not in summary(plain)
+
+
 def test_to_message_inbound_identity_and_meta() -> None:
     """0812… becomes phone:+62812…; meta carries every field; thread hints name the call."""
     rec = CdrParser().parse_line(lines("Master_newcdr.csv")[0])

@@ -61,10 +61,9 @@ markup that slipped through would run here (the CSP itself is the route matrix's
 Each payload also ends with a right-to-left override (U+202E) and a word: the override must
 stay inside its field, as in ``<bdi>``: nothing after the field on the same line may be drawn
 inside it (a name must not turn "· WhatsApp · 14:03" into "30:41 · ppAstahW ·"). A message's
-body is the citizen's alone and not checked. Known and open: an alert's text and a call's
-timeline line are each one string built around the outside words outside the templates
-(``hub/alerts.py``, ``channels/calls/records.py``), where the override still turns the rest
-of the string.
+body is the citizen's alone and not checked. Alert texts and a call's timeline line are
+single strings built around outside words outside the templates; they isolate each outside
+value (``hub.text.isolate``) the way the templates do.
 """
 
 from __future__ import annotations
@@ -654,15 +653,14 @@ class Tab:
     dialogs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
-    async def clean(self, where: str, bidi_known: str = "") -> None:
+    async def clean(self, where: str) -> None:
         """Nothing from a payload ran, or became an element or an attribute; no payload's
-        override reordered what follows it (except in ``bidi_known``: open, see above)."""
+        override reordered what follows it."""
         assert await self.page.evaluate("typeof window.__xss") == "undefined", where
         assert self.dialogs == [], (where, self.dialogs)
         assert self.errors == [], (where, self.errors)
         assert await self.page.evaluate(INJECTED) == [], where
-        leaks = await self.page.evaluate(BIDI_LEAKS)
-        assert [x for x in leaks if not (bidi_known and x.startswith(bidi_known))] == [], where
+        assert await self.page.evaluate(BIDI_LEAKS) == [], where
 
     async def shows_all(self, fields: list[tuple[str, str]]) -> None:
         """Each (selector, text) as ``shows``, for a page already loaded: one round trip."""
@@ -857,14 +855,12 @@ async def test_dashboard_dead_letters_live_alerts_and_charts(world: World, tabs:
     fired = await h.observer().tick()
     assert {t.rule for t in fired} == {"src", "dead"}
     await tab.shows(".alert-msg", GRAPH_DOWN)
-    # hub/alerts.py writes an alert as one sentence around the provider's words: their
-    # override turns the sentence's closing parenthesis (open, see the module's docstring)
-    await tab.clean("dashboard after the live swap", bidi_known="span.alert-msg")
+    await tab.clean("dashboard after the live swap")
     await page.goto(f"{h.base}/console/dashboard")  # the tick sampled the backlog
     await tab.shows("#chart-backlog svg .legend text", UNIT_NAME)
     await page.locator("#numbers-backlog summary").click()
     await tab.shows("#chart-backlog table th", UNIT_NAME)
-    await tab.clean("dashboard with its charts", bidi_known="span.alert-msg")
+    await tab.clean("dashboard with its charts")
 
 
 async def test_reports_labels_and_echoed_dates(world: World, tabs: list[Tab]) -> None:
@@ -952,9 +948,8 @@ async def test_demo_overview(world: World, tabs: list[Tab]) -> None:
         await tab.page.goto(f"http://127.0.0.1:{port}/")
         for text in (TW_NAME, TW_BODY, CL_NAME, CL_TEXT, TG_TEXT, PO_NAME, WEB_TEXT):
             await tab.shows("main .t", text)
-        # names and texts are <bdi>s; a call's summary is one string built around the caller's
-        # name (channels/calls/records.py, open: see the module's docstring)
-        await tab.clean("demo overview", bidi_known="div.m")
+        # names and texts are <bdi>s, the hub's words outside them in blocks of their own
+        await tab.clean("demo overview")
     finally:
         await runner.cleanup()
 

@@ -7,7 +7,6 @@ import base64
 import binascii
 import dataclasses
 import json
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +14,7 @@ import jinja2
 from aiohttp import web
 
 from hub.accounts import Principal, User
+from hub.text import isolate
 from hub.ticket_actions import ActionError
 from hub.web import auth
 from hub.web.common import HUB
@@ -42,10 +42,6 @@ ENV = jinja2.Environment(
 )
 
 
-# Unicode's explicit direction controls (embeddings, overrides, isolates).
-BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
-
-
 class IsolatingTranslator(Translator):
     """``t(key, **values)`` where a value that carries direction controls (a citizen's name
     with a right-to-left override) is wrapped in FSI … PDI (U+2068, U+2069): the PDI ends
@@ -54,9 +50,8 @@ class IsolatingTranslator(Translator):
     def __call__(self, key: str, **values: Any) -> str:
         return super().__call__(
             key,
-            **{k: f"\u2068{v}\u2069" if isinstance(v, str) and BIDI_CONTROLS.search(v) else v
-               for k, v in values.items()},
-        )  # fmt: skip
+            **{k: isolate(v) if isinstance(v, str) else v for k, v in values.items()},
+        )
 
 
 class Refused(Exception):
