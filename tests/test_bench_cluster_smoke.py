@@ -3,22 +3,17 @@ cluster, the shards spread over two dispatchers, every message counted through."
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_process import run_bench
 
 
 @pytest.mark.timeout(240)
 def test_cluster_bench_runs_and_checks_its_counts() -> None:
-    argv = [
-        sys.executable, "-m", "bench.cluster", "--backends", "cluster", "--dispatchers", "2",
-        "--webs", "1", "--messages", "40", "--citizens", "10", "--concurrency", "8",
-    ]  # fmt: skip
-    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=220)
+    out = run_bench(
+        "bench.cluster", "--backends", "cluster", "--dispatchers", "2", "--webs", "1",
+        "--messages", "40", "--citizens", "10", "--concurrency", "8",
+    )  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr[-3000:]
     [row] = [ln for ln in out.stdout.splitlines() if ln.startswith("cluster (3 masters)")]
     cells = [c.strip() for c in row.split("|")]

@@ -5,28 +5,21 @@ entries and all of them on demand, and the dashboard's shared tally."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from hub.dashboard import Shared, SlaMemo, facts_of
 from hub.sla import SlaEngine, SlaSection
 from hub.web.console.timeline import LATEST
+from tests.bench_process import run_bench
 from tests.helpers import HubHarness, inbound_params
 from tests.test_console_pages import Browser
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _bench(name: str, *args: str) -> str:
     """``bench/run <name>`` as it runs: its own process, its own Redis and children."""
-    got = subprocess.run(
-        [sys.executable, "-m", f"bench.{name}", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=280, check=False,
-    )  # fmt: skip
+    got = run_bench(f"bench.{name}", *args, timeout_s=280)
     assert got.returncode == 0, got.stdout[-3000:] + got.stderr[-3000:]
     return got.stdout
 

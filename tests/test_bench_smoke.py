@@ -3,13 +3,9 @@ these are not timed tests; ``bench/run`` is how they are measured)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_process import run_bench
 
 # name → (module, tiny options)
 BENCHES = {
@@ -27,14 +23,7 @@ BENCHES = {
 def test_bench_runs_and_its_checks_pass(name: str) -> None:
     """Each benchmark starts its processes, measures, verifies what it did and stops them."""
     module, options = BENCHES[name]
-    proc = subprocess.run(
-        [sys.executable, "-m", module, *options],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=220,
-        check=False,
-    )
+    proc = run_bench(module, *options)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "check:" in out, out[-4000:]

@@ -4,13 +4,10 @@ is how they are measured)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.bench_process import run_bench
+
 TINY = [
     *("--ingest-n", "300", "--ingest-s", "3", "--ingest-rounds", "1"),
     *("--burst-n", "300", "--burst-s", "3", "--citizens", "40"),
@@ -25,14 +22,7 @@ def test_webhook_bench_phases_run_and_their_checks_pass() -> None:
     """Every phase starts its processes (bare, ideal, the hub's roles, the load generator),
     measures, verifies what it did (accepted = on the streams = on tickets, acknowledgements
     sent) and stops them; the figures table is printed."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.webhook_to_ticket", "--phases", "ingest,split,single", *TINY],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=220,
-        check=False,
-    )
+    proc = run_bench("bench.webhook_to_ticket", "--phases", "ingest,split,single", *TINY)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     for phase in ("ingest", "split", "single"):
