@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from adapters.redis_bus import Pipeliner
 from adapters.scripts import AnyRedis, Scripts, as_text
 
 Q = "hub:{q}"
@@ -19,9 +20,11 @@ class RedisQueue:
     def __init__(self, redis: AnyRedis) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.scripts = Scripts(redis)
+        # The dispatcher enqueues a batch's new tickets concurrently: one round trip.
+        self.pipe = Pipeliner.of(redis)
 
     async def enqueue(self, tid: str, unit: str, score: int) -> str:
-        return as_text(await self.scripts.queue_enqueue(keys=[Q], args=[tid, unit, score]))
+        return as_text(await self.pipe.script(self.scripts.queue_enqueue, [Q], [tid, unit, score]))
 
     async def claim(
         self, agent: str, units: list[str], lease_ms: int, tid: str = "", now_ms: int = 0

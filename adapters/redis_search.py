@@ -3,9 +3,9 @@
 Index: one ZSET per term under the ``{search}`` hash tag (``keys.search_word`` for message
 text, ``search_name`` for display names, ``search_identity`` for sender identities,
 ``search_seq`` for ticket number sequences), member = ticket id, score = the latest message
-time that brought the term to the ticket. Writes are ``ZADD GT`` in one pipeline, so indexing a
-message again (a redelivery, a replay after a crash) changes nothing, and an older message
-never lowers a score.
+time that brought the term to the ticket. Writes are ``ZADD GT`` (a batch's in one script
+call), so indexing a message again (a redelivery, a replay after a crash) changes nothing, and
+an older message never lowers a score.
 
 Query: every condition is a set of ticket ids — a word (its text ∪ name ∪ number-sequence
 sets), a list-index filter (``keys.ticket_index(field, value)``), the creation-date range
@@ -27,14 +27,17 @@ or one list filter alone, pages that index directly: exact, like ``list_tickets`
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from adapters import keys
+from adapters.redis_bus import Pipeliner
 from adapters.redis_store import STATUSES
-from adapters.scripts import AnyRedis, as_text
+from adapters.scripts import AnyRedis, Scripts, as_text
 from hub.ports import split_ticket_id, ticket_id
 from hub.search import (
     MAX_NAME_TOKENS,
@@ -45,6 +48,17 @@ from hub.search import (
     parse_query,
     tokenize,
 )
+
+SEARCH_TAG = "hub:{search}"  # names the slot of every search key (keys.search_*)
+_WORD, _NAME = keys.search_word(""), keys.search_name("")
+_IDENTITY, _SEQ = keys.search_identity(""), keys.search_seq("")
+
+
+@functools.lru_cache(maxsize=8192)
+def _name_keys(display_name: str) -> tuple[str, ...]:
+    """A display name's term keys: a citizen's name comes with each of their messages."""
+    return tuple(_NAME + tok for tok in tokenize(display_name, MAX_NAME_TOKENS))
+
 
 CANDIDATE_CAP = 5000
 """Most ids read from the driving set of one query. 5000 ids × (one ZMSCORE per other key)
@@ -72,33 +86,28 @@ class RedisSearchIndex:
     def __init__(self, redis: AnyRedis, candidate_cap: int = CANDIDATE_CAP) -> None:
         self.redis: Any = redis  # redis-py's stubs type replies too loosely to help
         self.cap = candidate_cap
+        self.pipe = Pipeliner.of(redis)
+        self._script = Scripts(redis).search_index
 
     # -- writing ---------------------------------------------------------------------------
 
     async def index(self, entries: Sequence[SearchDoc]) -> None:
-        """Merge the batch per key first: one ``ZADD GT`` per term, one round trip in all."""
-        writes: dict[str, dict[str, int]] = {}
-
-        def put(key: str, tid: str, score: int) -> None:
-            row = writes.setdefault(key, {})
-            row[tid] = max(score, row.get(tid, score))
-
+        """One script call writes the batch (``adapters/lua/search_index.lua``: ``ZADD GT``
+        of each message's score and ticket on each of its term keys): one command for the
+        whole batch, in the loop turn's pipeline (``Pipeliner``), instead of one per term."""
+        rows: list[list[str]] = []
         for d in entries:
-            at = int(d.created_at_ms)
-            for tok in tokenize(d.text):
-                put(keys.search_word(tok), d.ticket_id, at)
-            for tok in tokenize(d.display_name, MAX_NAME_TOKENS):
-                put(keys.search_name(tok), d.ticket_id, at)
-            for ident in d.identities:
-                put(keys.search_identity(ident), d.ticket_id, at)
+            row = [d.ticket_id, str(int(d.created_at_ms))]
+            row += [_WORD + tok for tok in tokenize(d.text)]
+            row += _name_keys(d.display_name)
+            row += [_IDENTITY + ident for ident in d.identities]
             if seq := number_seq(d.number):
-                put(keys.search_seq(seq), d.ticket_id, at)
-        if not writes:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for key, mapping in writes.items():
-            pipe.zadd(key, mapping, gt=True)
-        await pipe.execute()
+                row.append(_SEQ + seq)
+            if len(row) > 2:
+                rows.append(row)
+        if rows:
+            data = json.dumps(rows, ensure_ascii=False)
+            await self.pipe.script(self._script, [SEARCH_TAG], [data])
 
     # -- reading ---------------------------------------------------------------------------
 

@@ -38,6 +38,18 @@ return items
 """
 
 
+class AppliedBatch(list[Applied]):
+    """What ``RedisStore.apply_messages`` answers: the ``Applied`` of each message, in order,
+    and ``rows``: each ticket's ``REINDEX_FIELDS`` as the batch's script calls left them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: dict[str, Sequence[Any]] = {}
+
+
+FACTS_CHUNK = 500  # tickets per round trip when reading many tickets' facts
+
+
 class RedisStore:
     def __init__(
         self, redis: AnyRedis, ticket_prefix: str = "KMN", clock: Clock | None = None
@@ -70,7 +82,9 @@ class RedisStore:
         self, items: Sequence[tuple[str, Message, Route]], reopen_window_ms: int
     ) -> list[Applied]:
         """Store (contact id, message, route) triples in order, one script call each, all in
-        one round trip."""
+        one round trip. The answer is an ``AppliedBatch``: it also carries each ticket's
+        indexed fields as the batch left them, for ``reindex_rows`` (no round trip to read
+        the tickets again)."""
         script = self.scripts.apply_message
         commands = [
             self.pipe.script_command(
@@ -96,13 +110,14 @@ class RedisStore:
             )
             for cid, msg, route in items
         ]
-        out = []
+        out = AppliedBatch()
+        rows = out.rows
         for (cid, _msg, _route), r in zip(items, await self.pipe.many(commands), strict=True):
-            out.append(
-                Applied(
-                    as_text(r[0]), cid, as_text(r[1]), as_text(r[2]), as_text(r[3]), as_text(r[4])
-                )
+            a = Applied(
+                as_text(r[0]), cid, as_text(r[1]), as_text(r[2]), as_text(r[3]), as_text(r[4])
             )
+            out.append(a)
+            rows[a.ticket_id] = r[5]  # a later message of the same ticket: its newer state
         return out
 
     async def assign_numbers(self, applied: Sequence[Applied]) -> dict[str, str]:
@@ -163,23 +178,25 @@ class RedisStore:
         rows = await self.pipe.many(
             [("HMGET", keys.ticket(*split_ticket_id(tid)), *REINDEX_FIELDS) for tid in tids]
         )
-        # The writes merged per index: one ZADD (ZREM) per index key for the whole batch.
-        created_all: list[Any] = []
-        adds: dict[str, list[Any]] = {}
+        return await self.reindex_rows(dict(zip(tids, rows, strict=True)))
+
+    async def reindex_rows(self, rows: dict[str, Sequence[Any]]) -> dict[str, dict[str, str]]:
+        """``reindex`` from the tickets' fields already read (``REINDEX_FIELDS`` per ticket
+        id): the index writes of the whole batch in one script call on ``{tickets}``
+        (``adapters/lua/index_tickets.lua``), and the changed tickets' ``ix``."""
+        created_all: list[str] = []
+        adds: dict[str, list[str]] = {}
         rems: dict[str, list[str]] = {}
         ix_writes: list[Command] = []
         seen: dict[str, dict[str, str]] = {}
-        for tid, row in zip(tids, rows, strict=True):
+        for tid, row in rows.items():
             if row[0] is None:
                 continue
-            created, updated = float(row[0]), float(row[1] or row[0])
+            created = as_text(row[0])
+            updated = as_text(row[1]) if row[1] else created
             old = json.loads(row[2]) if row[2] else {}
             new = {f: as_text(v) for f, v in zip(INDEXED, row[4:], strict=True) if v}
-            seen[tid] = {
-                **new,
-                "priority": as_text(row[3] or b"normal"),
-                "created_at": as_text(row[0]),
-            }
+            seen[tid] = {**new, "priority": as_text(row[3] or b"normal"), "created_at": created}
             created_all += [created, tid]
             for field, value in old.items():
                 if new.get(field) != value:
@@ -191,10 +208,15 @@ class RedisStore:
                 ix_writes.append(("HSET", keys.ticket(*split_ticket_id(tid)), "ix", ix))
         if not seen:
             return seen
-        writes: list[Command] = [("ZADD", keys.ticket_index(), "NX", *created_all)]
-        writes += [("ZREM", k, *members) for k, members in rems.items()]
-        writes += [("ZADD", k, *pairs) for k, pairs in adds.items()]
-        await self.pipe.many(writes + ix_writes)
+        batch = {
+            "nx": created_all,
+            "rem": [[k, *members] for k, members in rems.items()],
+            "add": [[k, *pairs] for k, pairs in adds.items()],
+        }
+        write = self.pipe.script_command(
+            self.scripts.index_tickets, [keys.ticket_index()], [json.dumps(batch)]
+        )
+        await self.pipe.many([write, *ix_writes])
         return seen
 
     async def open_counts(self, units: Sequence[str]) -> dict[str, int]:
@@ -216,13 +238,13 @@ class RedisStore:
         """Report and SLA fields of these tickets (missing ones are skipped)."""
         fields = FACT_FIELDS
         out: list[dict[str, str]] = []
-        for start in range(0, len(tids), 1000):
-            chunk = tids[start : start + 1000]
-            pipe = self.redis.pipeline(transaction=False)
-            for tid in chunk:
-                cid, n = split_ticket_id(tid)
-                pipe.hmget(keys.ticket(cid, n), list(fields))
-            for tid, row in zip(chunk, await pipe.execute(), strict=True):
+        # Through the pipeliner (packed by hiredis, not by redis-py in Python: 20k tickets
+        # were seconds of a loop that also dispatches), a few hundred at a time, so that the
+        # process's other work (a batch of messages, a request) goes on between them.
+        for start in range(0, len(tids), FACTS_CHUNK):
+            chunk = tids[start : start + FACTS_CHUNK]
+            commands = [("HMGET", keys.ticket(*split_ticket_id(tid)), *fields) for tid in chunk]
+            for tid, row in zip(chunk, await self.pipe.many(commands), strict=True):
                 if row[0] is None:
                     continue
                 fact = {f: as_text(v) for f, v in zip(fields, row, strict=True) if v is not None}

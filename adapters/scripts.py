@@ -68,6 +68,9 @@ class Scripts:
         "retract_message",
         "set_health",
         "multi",
+        "publish_events",
+        "search_index",
+        "index_tickets",
     )
 
     def __init__(self, redis: AnyRedis) -> None:

@@ -279,6 +279,8 @@ async def bench(args: argparse.Namespace) -> int:
         twilio = f"http://{HOST}:{tport}"
         cfg = tmp / "hub.toml"
         extra = f"[ack]\nenabled = false\n[outbox]\nbackoff_base_s = {args.backoff_base}\n"
+        if args.concurrency:
+            extra += f"concurrency = {args.concurrency}\n"
         cfg.write_text(
             bench_toml(f"redis://{HOST}:{rport}/0", tmp / "hub", args.hub_log_level, twilio,
                        extra + args.extra_toml)
@@ -409,6 +411,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tickets", type=int, default=2_000, help="tickets they are spread over")
     p.add_argument("--fail-share", type=float, default=0.05, help="first attempts failed")
     p.add_argument("--backoff-base", type=float, default=0.1, help="outbox.backoff_base_s")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        help="outbox.concurrency, the sender's sends in flight, and the bare client's "
+        "(default: the production default)",
+    )
     p.add_argument("--limit-s", type=float, default=300.0, help="give up on the run after this")
     p.add_argument("--hub-log-level", default="info", choices=["debug", "info", "warning"])
     p.add_argument("--extra-toml", default="", help="appended to the hub's configuration")

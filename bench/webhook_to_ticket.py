@@ -288,16 +288,19 @@ for i, s in ipairs(KEYS) do
     ids[#ids + 1] = e[1]
     ids[#ids + 1] = sid
   end
-  local last = ''
-  for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
-    local name, ld = nil, nil
-    for j = 1, #g, 2 do
-      if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then
-        ld = g[j + 1] end
+  local last, p = '', {0, false}
+  -- the stream and its group exist once the hub's dispatcher has started (it may not yet)
+  if redis.call('EXISTS', s) == 1 then
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+      local name, ld = nil, nil
+      for j = 1, #g, 2 do
+        if g[j] == 'name' then name = g[j + 1] elseif g[j] == 'last-delivered-id' then
+          ld = g[j + 1] end
+      end
+      if name == ARGV[1] then last = ld end
     end
-    if name == ARGV[1] then last = ld end
+    if last ~= '' then p = redis.call('XPENDING', s, ARGV[1]) end
   end
-  local p = redis.call('XPENDING', s, ARGV[1])
   out[#out + 1] = {last, p[1], p[2] or '', ids}
 end
 return out
@@ -388,11 +391,11 @@ class Procs:
         self.logdir = logdir
         self.procs: list[tuple[str, asyncio.subprocess.Process]] = []
 
-    async def start(self, name: str, *argv: str) -> asyncio.subprocess.Process:
+    async def start(self, name: str, *argv: str, cwd: Path = ROOT) -> asyncio.subprocess.Process:
         log = (self.logdir / f"{name}.log").open("wb")
         try:
             p = await asyncio.create_subprocess_exec(
-                *argv, cwd=ROOT, stdout=log, stderr=asyncio.subprocess.STDOUT
+                *argv, cwd=cwd, stdout=log, stderr=asyncio.subprocess.STDOUT
             )
         finally:
             log.close()
@@ -617,13 +620,21 @@ async def until_signalled() -> None:
 # -- the hub -------------------------------------------------------------------------------
 
 
-def hub_toml(port: int, redis_url: str, twilio_url: str, data_dir: Path, log_level: str) -> str:
-    """Production defaults for everything the bench does not have to set."""
+def hub_toml(
+    port: int,
+    redis_url: str,
+    twilio_url: str,
+    data_dir: Path,
+    log_level: str,
+    listen_port: int = 0,
+) -> str:
+    """Production defaults for everything the bench does not have to set. ``listen_port``
+    (default ``port``): where it listens, when that is not the port of its public URL."""
     return f"""
 [hub]
 public_url = "http://{HOST}:{port}"
 listen_host = "{HOST}"
-listen_port = {port}
+listen_port = {listen_port or port}
 data_dir = "{data_dir}"
 log_format = "json"
 log_level = "{log_level}"
@@ -911,13 +922,18 @@ class Bench:
         self.shards = [keys.inbound_stream(i) for i in range(settings.redis.inbound_shards)]
         self.warm = self.requests(500, make_citizens(200, self.rnd, self.taken))
 
-    async def start_hub(self, name: str, roles: Sequence[str]) -> asyncio.subprocess.Process:
-        argv = [sys.executable, "-m", "hub", "run", "--config", str(self.cfg)]
+    async def start_hub(
+        self, name: str, roles: Sequence[str], tree: Path = ROOT, cfg: Path | None = None,
+        port: int = 0,
+    ) -> asyncio.subprocess.Process:  # fmt: skip
+        """``python -m hub run`` with ``roles``; from the source tree ``tree`` (``-m`` puts
+        the working directory first on the path), with ``cfg`` listening on ``port``."""
+        argv = [sys.executable, "-m", "hub", "run", "--config", str(cfg or self.cfg)]
         for r in roles:
             argv += ["--role", r]
-        p = await self.procs.start(name, *argv)
+        p = await self.procs.start(name, *argv, cwd=tree)
         if not roles or "web" in roles:
-            await wait_ready(f"http://{HOST}:{self.hport}/readyz", p)
+            await wait_ready(f"http://{HOST}:{port or self.hport}/readyz", p)
         else:
             await wait_log(self.procs.logdir / f"{name}.log", '"hub.started"', p)
         return p
@@ -959,6 +975,21 @@ class Bench:
         reqs = self.requests(args.ingest_n, make_citizens(args.citizens, self.rnd, self.taken))
         targets = [("bare", self.bport, self.bproc.pid), ("ideal", iport, iproc.pid),
                    ("hub", self.hport, web.pid)]  # fmt: skip
+        others: list[str] = []  # the same hub from other source trees (--tree)
+        for tree in args.tree:
+            # On its own port, with the same public URL (every request is signed for it) and
+            # the same streams.
+            name = tree.resolve().name
+            if name in {"hub", "bare", "ideal", *others}:
+                name = f"{name}-{len(others) + 1}"
+            oport = free_port()
+            ocfg = self.tmp / f"hub-{name}.toml"
+            ocfg.write_text(self.cfg.read_text().replace(
+                f"listen_port = {self.hport}", f"listen_port = {oport}"))  # fmt: skip
+            old = await self.start_hub(f"hub-web-{name}", ["web"], tree, ocfg, oport)
+            say(f"ingest: the hub from {tree} ('{name}') on {oport}")
+            targets.append((name, oport, old.pid))
+            others.append(name)
         profile = None
         if args.profile:
             profile = await start_profile(self.procs, web.pid, "profile-hub-web-ingest")
@@ -978,9 +1009,11 @@ class Bench:
                                          f"client errors {res.errors}")  # fmt: skip
                 line.append(f"{target} {res.rate:,.0f}")
             bare, ideal, hub = (runs[t][-1].load.rate for t in ("bare", "ideal", "hub"))
+            extra = "".join(f", {t}/bare {runs[t][-1].load.rate / bare:.2f}" for t in others)
             say(
                 f"ingest round {rnd + 1}: " + ", ".join(line) + f" msg/s; hub/bare "
                 f"{hub / bare:.2f}, ideal/bare {ideal / bare:.2f}, hub/ideal {hub / ideal:.2f}"
+                + extra
             )
         await stop_profile(self.procs, "profile-hub-web-ingest", profile)
         self.bare_rates += [r.load.rate for r in runs["bare"]]
@@ -988,13 +1021,16 @@ class Bench:
             await self.stream_total(self.shards),
             await self.stream_total(IDEAL_STREAMS),
         )
-        if in_hub != sent["hub"] or in_ideal != sent["ideal"]:
+        hub_sent = sent["hub"] + sum(sent[t] for t in others)  # the same streams
+        if in_hub != hub_sent or in_ideal != sent["ideal"]:
             self.problems.append(
-                f"ingest: hub accepted {sent['hub']}, on its streams {in_hub}; "
+                f"ingest: hub accepted {hub_sent}, on its streams {in_hub}; "
                 f"ideal accepted {sent['ideal']}, on its streams {in_ideal}"
             )
-        say(f"ingest check: hub {sent['hub']:,} accepted = {in_hub:,} on the streams; "
+        say(f"ingest check: hub {hub_sent:,} accepted = {in_hub:,} on the streams; "
             f"ideal {sent['ideal']:,} = {in_ideal:,}")  # fmt: skip
+        for t in others:
+            await self.procs.stop(f"hub-web-{t}")
         await self.procs.stop("hub-web-ingest")
         await self.procs.stop("ideal")
         await self.reset()
@@ -1007,19 +1043,26 @@ class Bench:
         def ratio(a: str, b: str) -> list[float]:
             return [x / y for x, y in zip(rate[a], rate[b], strict=True)]
 
-        f.row("accepted msg/s: hub / bare / ideal",
-              " / ".join(spread(rate[t], ",.0f") for t in ("hub", "bare", "ideal")))  # fmt: skip
+        names = ["hub", "bare", "ideal", *others]
+        f.row("accepted msg/s: " + " / ".join(names),
+              " / ".join(spread(rate[t], ",.0f") for t in names))  # fmt: skip
         f.row("  hub ÷ bare (target ≥ 0.35)", spread(ratio("hub", "bare")))
+        for t in others:
+            f.row(f"  {t} ÷ bare", spread(ratio(t, "bare")))
+            f.row(f"  hub ÷ {t}", spread(ratio("hub", t)))
         f.row("  ideal ÷ bare", spread(ratio("ideal", "bare")))
         f.row("  hub ÷ ideal", spread(ratio("hub", "ideal")))
         cpu = {t: [r.per_msg_us(r.server_cpu_s) for r in v] for t, v in runs.items()}
         by_cpu = [b / h for b, h in zip(cpu["bare"], cpu["hub"], strict=True)]
         f.row("  hub ÷ bare by server CPU per message", spread(by_cpu))
-        for t in ("hub", "bare", "ideal"):
+        for t in others:
+            by_cpu = [b / h for b, h in zip(cpu["bare"], cpu[t], strict=True)]
+            f.row(f"  {t} ÷ bare by server CPU per message", spread(by_cpu))
+        for t in names:
             lat = [pct(r.load.latencies_ms(), 50) for r in runs[t]]
             lat99 = [pct(r.load.latencies_ms(), 99) for r in runs[t]]
             f.row(f"  {t} POST p50 / p99 (ms)", f"{spread(lat, '.1f')} / {spread(lat99, '.1f')}")
-        for t in ("hub", "bare", "ideal"):
+        for t in names:
             rcpu = [r.per_msg_us(r.redis_cpu_s) for r in runs[t]]
             gen = [r.per_msg_us(r.load.cpu_s) for r in runs[t]]
             f.row(
@@ -1256,6 +1299,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--poll-ms", type=float, default=2.0, help="ack tracker poll interval")
     p.add_argument("--hub-log-level", default="info", choices=["debug", "info", "warning"])
     p.add_argument("--profile", action="store_true", help="py-spy the hub processes")
+    p.add_argument(
+        "--tree",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="ingest: also measure, in every round, the hub run from this source tree, named "
+        "by its directory (e.g. git archive <commit> | tar -x -C /tmp/before); repeatable",
+    )
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config)")
     p.add_argument("--serve", choices=["bare", "ideal", "fake-twilio"], help=argparse.SUPPRESS)

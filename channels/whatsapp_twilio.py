@@ -73,6 +73,9 @@ MAX_MEDIA = 10
 
 def _form_dict(form: Sequence[tuple[str, str]]) -> dict[str, Any]:
     """Twilio's validator wants repeated keys as lists; single keys as strings."""
+    flat = dict(form)
+    if len(flat) == len(form):  # no key repeated (every webhook Twilio sends)
+        return flat
     grouped: dict[str, list[str]] = defaultdict(list)
     for k, v in form:
         grouped[k].append(v)
@@ -80,11 +83,16 @@ def _form_dict(form: Sequence[tuple[str, str]]) -> dict[str, Any]:
 
 
 @functools.lru_cache(maxsize=256)
-def _url_variants(url: str) -> tuple[str, str]:
+def _url_variants(url: str) -> tuple[str, ...]:
     """The URL as Twilio may have signed it: without its port, and with the default port
-    (``remove_port`` and ``add_port`` of ``twilio.request_validator``)."""
+    (``remove_port`` and ``add_port`` of ``twilio.request_validator``); the one that is the
+    configured URL first (a signature is over it when Twilio calls the URL it was given), and
+    once when both are the same."""
     parsed = urlparse(url)
-    return remove_port(parsed), add_port(parsed)
+    without, with_port = remove_port(parsed), add_port(parsed)
+    if without == with_port:
+        return (without,)
+    return (with_port, without) if with_port == url else (without, with_port)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -191,10 +199,14 @@ class TwilioWhatsApp:
         decision, at a fraction of the cost: the parameters are concatenated once (sorted
         keys, each key's distinct values sorted, as ``compute_signature`` does), and the URL
         without and with its default port (Twilio signs either) come from a cache."""
-        values: dict[str, set[str]] = {}
-        for k, v in form:
-            values.setdefault(k, set()).add(v)
-        params = "".join(k + v for k in sorted(values) for v in sorted(values[k]))
+        flat = dict(form)
+        if len(flat) == len(form):  # no key repeated: one value each
+            params = "".join([k + flat[k] for k in sorted(flat)])
+        else:
+            values: dict[str, set[str]] = {}
+            for k, v in form:
+                values.setdefault(k, set()).add(v)
+            params = "".join(k + v for k in sorted(values) for v in sorted(values[k]))
         given = signature.encode("utf-8", "surrogatepass")
         for variant in _url_variants(url):
             mac = self._hmac.copy()
@@ -207,9 +219,10 @@ class TwilioWhatsApp:
         if not request.content_type.startswith("application/x-www-form-urlencoded"):
             raise PayloadError("expected application/x-www-form-urlencoded")
         f = _form_dict(request.form)
-        for key, value in f.items():
-            if isinstance(value, list):
-                raise PayloadError(f"parameter {key} given more than once")
+        if len(f) != len(request.form):
+            for key, value in f.items():
+                if isinstance(value, list):
+                    raise PayloadError(f"parameter {key} given more than once")
         if "MessageStatus" in f and "Body" not in f and "NumMedia" not in f:
             return ParsedInbound(statuses=[self._status(f)])
         return ParsedInbound(messages=[self._message(f, request, received_at)])

@@ -43,6 +43,7 @@ log = structlog.get_logger("hub.dashboard")
 
 DAY_S = 86_400.0
 ATTENTION_ROWS = 50
+YIELD_EVERY = 250  # rows of a pass over the open tickets between two turns of the event loop
 SHARE_ABOVE_S = 0.5  # a tally cheaper than this is never shared: always fresh
 CHART_SHARE_ABOVE_S = 0.15  # the same for a chart's data (hours and days, not seconds, matter)
 SHARE_FACTOR = 5.0  # a shared tally serves for this many times what it cost to build ...
@@ -530,8 +531,10 @@ class Dashboard:
         out = Tallies(open_counts=open_counts)
         attention: list[AttentionRow] = []
         for i, row in enumerate(open_facts):
-            if i % 2000 == 1999:
-                await asyncio.sleep(0)  # let the process's other requests in
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                # let the process's other work in (requests; in the observer's process, the
+                # dispatcher's batches): a thousand rows are about 50 ms of CPU
+                await asyncio.sleep(0)
             timers = self.memo.states(facts_of(row), now)
             if timers.at_risk or timers.breached:
                 attention += _attention(row, timers)

@@ -9,15 +9,18 @@ an entry twice changes nothing. Entries that keep failing go to the shard's dead
 
 Throughput: the steps of a batch that do not depend on each other run concurrently (numbers
 and indexes; then search, acknowledgements, console events, queue, load counters), and the
-store's pipeliner lets concurrent steps share round trips. Logs: one ``dispatch.batch`` line
-per batch at info; ``message.applied`` per message is at debug (``message.duplicate`` stays
-at info: redeliveries are rare and worth seeing).
+store's pipeliner lets concurrent steps share round trips. Per message the client sends two
+script calls (contact, message); the indexes, the search terms and the console events of a
+batch are one script call each, on their own hash tag (cluster-safe). Logs: one
+``dispatch.batch`` line per batch at info; ``message.applied`` per message is at debug
+(``message.duplicate`` stays at info: redeliveries are rare and worth seeing).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Sequence
@@ -49,7 +52,6 @@ from hub.side_events import SIDE_KINDS, SideEvents
 
 log = structlog.get_logger("hub.dispatcher")
 TRIM_EVERY_S = 60.0
-ANNOUNCE_CONCURRENCY = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,7 @@ class Dispatcher:
 
     async def _work_shard(self, group: Group) -> None:
         held = resync = False
+        retries = 0  # resyncs in a row that left a failed entry pending
         last_claim = last_trim = 0.0
         read_block = max(1, min(self.opt.block_ms, self.opt.lease_ms // 3))
         while not self._stop.is_set():
@@ -203,30 +206,40 @@ class Dispatcher:
                 if not held:
                     # The previous holder let its lease lapse: everything it read and did not
                     # ack is ours now, before any newer entry, so order per citizen holds.
+                    # (Counted as a delivery: it may have died of one of them.)
                     log.info("dispatcher.lease_taken", stream=group.stream, owner=self.owner)
-                    held, last_claim, min_idle = True, 0.0, 0
-                elif resync:
-                    # A round trip that failed may have been carried out by Redis all the
-                    # same: a read whose answer was lost left its entries pending for us,
-                    # unseen. Take them back before any newer entry, or a citizen's next
-                    # message would be applied before them.
-                    log.info("dispatcher.resync", stream=group.stream)
-                    last_claim, min_idle = 0.0, 0
-                resync = False
+                    held, last_claim, min_idle, resync = True, 0.0, 0, False
+                if resync:
+                    # Entries are pending that must go before any newer one: an entry that
+                    # failed and the later ones of its citizen (``process``), or those of a
+                    # read whose answer was lost (a round trip that failed may have been
+                    # carried out by Redis all the same). Take them all back, oldest first,
+                    # without counting a delivery; until that works, read nothing new.
+                    if not await self._resync(group):
+                        retries += 1
+                        await self._pause(self._retry_pause(retries))
+                        continue
+                    resync, retries = False, 0
                 now = time.monotonic()
                 if now - last_claim >= self.opt.claim_idle_ms / 2000:
                     last_claim = now
                     while reclaimed := await group.claim_idle(min_idle, self.opt.batch_size):
                         log.info("dispatcher.reclaimed", stream=group.stream, count=len(reclaimed))
-                        await self.process(group, reclaimed)
+                        if await self.process(group, reclaimed):
+                            resync = True
+                            break
                         if len(reclaimed) < self.opt.batch_size:
                             break
+                    if resync:
+                        await self._pause(self._retry_pause(retries))
+                        continue
                 if now - last_trim >= TRIM_EVERY_S:
                     last_trim = now
                     await group.trim_processed(self.opt.retention_ms, int(time.time() * 1000))
                 entries = await group.read_new(self.opt.batch_size, read_block)
-                if entries:
-                    await self.process(group, entries)
+                if entries and await self.process(group, entries):
+                    resync = True
+                    await self._pause(self._retry_pause(retries))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -237,8 +250,33 @@ class Dispatcher:
         with contextlib.suppress(Exception):
             await group.release_lease(self.owner)
 
-    async def process(self, group: Group, entries: Sequence[StreamEntry]) -> None:
-        """Apply a batch; on failure, entry by entry, so one poison entry cannot block others."""
+    def _retry_pause(self, retries: int) -> float:
+        """Before the next attempt at a failed entry (its shard reads nothing new meanwhile):
+        1 s, then doubling up to ``claim_idle_ms``, so that a failure lasting seconds with
+        Redis reachable (a failover's READONLY, OOM) spends a healthy entry's deliveries over
+        about 15 s (5 attempts) instead of 4, while a poison entry still leaves soon."""
+        return float(min(2**retries, max(1.0, self.opt.claim_idle_ms / 1000)))
+
+    async def _resync(self, group: Group) -> bool:
+        """Apply the shard's pending entries, oldest first, taken back without counting a
+        delivery (``Group.retake_pending``); False if a failure left some pending again."""
+        log.info("dispatcher.resync", stream=group.stream)
+        while entries := await group.retake_pending(self.opt.batch_size):
+            if await self.process(group, entries):
+                return False
+            if len(entries) < self.opt.batch_size:
+                break
+        return True
+
+    async def process(self, group: Group, entries: Sequence[StreamEntry]) -> bool:
+        """Apply a batch; on failure, entry by entry, so one poison entry cannot block others.
+
+        Once an entry fails there, the later entries of the same citizen (the sender, the
+        shard key) are left pending with it, neither applied nor acked: applied now, they
+        would overtake it. True when that happened: the caller must then apply the pending
+        entries (``Group.retake_pending``) before reading newer ones. The failed attempt is
+        counted as a delivery; after ``max_deliveries`` the entry is dead-lettered and the
+        citizen's later entries go on."""
         ready: list[tuple[StreamEntry, Message]] = []
         for e in entries:
             if e.deliveries > self.opt.max_deliveries:
@@ -249,8 +287,9 @@ class Dispatcher:
             except Exception as exc:
                 await self._dead(group, e, f"unreadable entry: {exc!r}"[:300])
         if not ready:
-            return
+            return False
         start = time.perf_counter()
+        held_back: set[str] = set()  # citizens (senders) whose entry failed in this batch
         try:
             applied = await self.apply([m for _, m in ready])
             await group.ack([e.id for e, _ in ready])
@@ -267,6 +306,9 @@ class Dispatcher:
         except Exception as exc:
             log.warning("dispatcher.batch_failed", stream=group.stream, error=repr(exc)[:300])
             for e, m in ready:
+                if m.sender in held_back:
+                    log.info("dispatcher.entry_held_back", stream=group.stream, entry=e.id)
+                    continue
                 try:
                     await self.apply([m])
                     await group.ack([e.id])
@@ -281,9 +323,26 @@ class Dispatcher:
                         deliveries=e.deliveries,
                         error=repr(one_exc)[:300],
                     )
-                    if e.deliveries >= self.opt.max_deliveries:
-                        await self._dead(group, e, repr(one_exc))
+                    if not await self._failed(group, e, repr(one_exc)):
+                        held_back.add(m.sender)
         self.metrics.dispatch_seconds.observe(time.perf_counter() - start)
+        return bool(held_back)
+
+    async def _failed(self, group: Group, e: StreamEntry, error: str) -> bool:
+        """An attempt at ``e`` failed: dead-letter it if that was its last (True: it is out of
+        the way), else count the attempt as a delivery (False: it stays pending). If Redis
+        takes neither (unreachable: no fault of the entry's), the entry stays pending and is
+        tried again, uncounted."""
+        try:
+            if e.deliveries >= self.opt.max_deliveries:
+                await self._dead(group, e, error)
+                return True
+            await group.count_failed_delivery(e.id, e.deliveries)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("dispatcher.count_failed", stream=group.stream, error=repr(exc)[:300])
+        return False
 
     async def _dead(self, group: Group, e: StreamEntry, error: str) -> None:
         await group.dead_letter(e, error)
@@ -361,34 +420,34 @@ class Dispatcher:
         # Numbers and indexes do not depend on each other: together, sharing round trips.
         got = await asyncio.gather(
             self.store.assign_numbers(applied),
-            self.store.reindex(a.ticket_id for a in applied),
+            self._reindex(applied),
             return_exceptions=True,
         )
         _raise_first(got)
         numbers, tickets = cast(dict[str, str], got[0]), cast(dict[str, dict[str, str]], got[1])
         acks: dict[str, tuple[Applied, Message, str]] = {}
+        debug = _debug_enabled()  # no per-message call (nor its dict) when filtered out
         for a, m in zip(applied, msgs, strict=True):
-            number = a.number or numbers.get(a.ticket_id, "")
             if a.duplicate:
                 log.info(
                     "message.duplicate",
                     channel=m.channel,
                     message_id=a.message_id,
                     ticket_id=a.ticket_id,
-                    ticket_number=number,
+                    ticket_number=a.number or numbers.get(a.ticket_id, ""),
                     outcome=a.outcome,
                 )
-            else:
+            elif debug:
                 log.debug(
                     "message.applied",
                     channel=m.channel,
                     message_id=a.message_id,
                     ticket_id=a.ticket_id,
-                    ticket_number=number,
+                    ticket_number=a.number or numbers.get(a.ticket_id, ""),
                     outcome=a.outcome,
                 )
             if a.opened_ticket:
-                acks.setdefault(a.message_id, (a, m, number))
+                acks.setdefault(a.message_id, (a, m, a.number or numbers.get(a.ticket_id, "")))
         # Everything that follows only reads what is stored: concurrently. Each acknowledgement
         # is a few round trips; the search index, the console events, the queue and the load
         # counters are independent of them and of each other.
@@ -419,53 +478,77 @@ class Dispatcher:
         for channel, n in opened.items():
             self.metrics.tickets_opened.labels(channel).inc(n)
 
+    async def _reindex(self, applied: Sequence[Applied]) -> dict[str, dict[str, str]]:
+        """The list indexes of the batch's tickets. A store whose ``apply_messages`` answered
+        the tickets' indexed fields too (``adapters.redis_store.AppliedBatch``) writes them
+        without reading the tickets again: one command for the batch's indexes."""
+        rows = getattr(applied, "rows", None)
+        by_rows = getattr(self.store, "reindex_rows", None)
+        if rows is not None and by_rows is not None:
+            return cast(dict[str, dict[str, str]], await by_rows(rows))
+        return await self.store.reindex(a.ticket_id for a in applied)
+
     async def _announce(
         self, applied: Sequence[Applied], msgs: Sequence[Message], tickets: dict[str, Any]
     ) -> None:
-        """Tell the consoles, and put new and reopened tickets in their unit's queue. Tickets
-        concurrently; a ticket's own events in the order of its messages."""
-        per_ticket: dict[str, list[tuple[Applied, Message]]] = {}
+        """Tell the consoles, and put new and reopened tickets in their unit's queue. The
+        batch's ``message.received`` events in one call, in the order of the messages (a bus
+        without ``publish_many``: one by one, a ticket's in order); then the queue, tickets
+        concurrently (a ticket's ``queue.waiting`` follows its messages' events)."""
+        events = [
+            {
+                "type": "message.received",
+                "ticket_id": a.ticket_id,
+                "unit": tickets.get(a.ticket_id, {}).get("unit", ""),
+                "channel": m.channel,
+                "message_id": a.message_id,
+            }
+            for a, m in zip(applied, msgs, strict=True)
+            if not a.duplicate
+        ]
+        many = getattr(self.events, "publish_many", None)
+        if many is not None:
+            await many(events)
+        else:
+            per_ticket: dict[str, list[dict[str, Any]]] = {}
+            for e in events:
+                per_ticket.setdefault(e["ticket_id"], []).append(e)
+            await _gather([self._publish_in_order(evs) for evs in per_ticket.values()])
+        if self.queue is None:
+            return
+        waiting: dict[str, tuple[Applied, Message, dict[str, Any]]] = {}
         for a, m in zip(applied, msgs, strict=True):
-            per_ticket.setdefault(a.ticket_id, []).append((a, m))
-        todo = iter(per_ticket.items())
-
-        async def worker() -> None:
-            for tid, pairs in todo:
-                await self._announce_ticket(pairs, tickets.get(tid, {}))
-
-        # A few at a time: each event is its own round trip (the bus has no batch call), and
-        # a hundred at once would only queue for the pool's connections.
-        await _gather([worker() for _ in range(min(ANNOUNCE_CONCURRENCY, len(per_ticket)))])
-
-    async def _announce_ticket(
-        self, pairs: Sequence[tuple[Applied, Message]], t: dict[str, Any]
-    ) -> None:
-        for a, m in pairs:
-            if not a.duplicate:
-                await self.events.publish(
-                    {
-                        "type": "message.received",
-                        "ticket_id": a.ticket_id,
-                        "unit": t.get("unit", ""),
-                        "channel": m.channel,
-                        "message_id": a.message_id,
-                    }
-                )
+            t = tickets.get(a.ticket_id, {})
             opened = a.outcome.removeprefix("dup:") in ("new", "reopened")
-            waiting = t.get("status") == "open" and not t.get("assignee")
-            if self.queue is not None and opened and waiting:
-                await self.queue.ticket_waiting(
+            if opened and t.get("status") == "open" and not t.get("assignee"):
+                waiting.setdefault(a.ticket_id, (a, m, t))  # its first (opening) message
+        queue = self.queue
+        await _gather(
+            [
+                queue.ticket_waiting(
                     a.ticket_id,
                     t.get("unit", "general"),
                     t.get("priority", "normal"),
                     int(m.received_at * 1000),
                 )
+                for a, m, t in waiting.values()
+            ]
+        )
+
+    async def _publish_in_order(self, events: Sequence[dict[str, Any]]) -> None:
+        for e in events:
+            await self.events.publish(e)
 
 
 async def _gather(work: Sequence[Awaitable[Any]]) -> None:
     """Await all of ``work`` concurrently; the first error is raised once all have finished
     (none is left running behind the batch's failure, so a retry never races it)."""
     _raise_first(await asyncio.gather(*work, return_exceptions=True))
+
+
+def _debug_enabled() -> bool:
+    check = getattr(log, "is_enabled_for", None)  # structlog's filtering loggers have it
+    return True if check is None else bool(check(logging.DEBUG))
 
 
 def _raise_first(results: Sequence[Any]) -> None:

@@ -29,7 +29,7 @@ from hub.alerts import (
     UnitLoad,
 )
 from hub.clock import Clock
-from hub.dashboard import Dashboard, Snapshot, facts_of
+from hub.dashboard import YIELD_EVERY, Dashboard, Snapshot, TimerStates, facts_of
 from hub.intake import Lease
 from hub.load_stats import LoadStats
 from hub.ports import EventBus, TicketStore
@@ -56,7 +56,7 @@ class Escalation:
     due: float
 
 
-def escalations(row: dict[str, str], timers: SlaTimers) -> list[Escalation]:
+def escalations(row: dict[str, str], timers: SlaTimers | TimerStates) -> list[Escalation]:
     """What this open ticket's timers call for that was not done yet: each timer escalates
     once on reaching at_risk and once on breaching (a ticket found already breached skips
     the at-risk step)."""
@@ -170,9 +170,14 @@ class Observer:
             await self.board.save(state)
 
     async def _escalate(self, now: float) -> None:
-        for row in await self.store.open_ticket_facts():
+        for i, row in enumerate(await self.store.open_ticket_facts()):
+            if i % YIELD_EVERY == YIELD_EVERY - 1:
+                # the pass runs in a dispatcher's process: its batches must not wait for it
+                await asyncio.sleep(0)
             try:
-                timers = self.sla.timers(facts_of(row), now)
+                # the dashboard's memo: a ticket whose states cannot have moved since the
+                # last pass is not walked through the business calendar again
+                timers = self.dashboard.memo.states(facts_of(row), now)
             except ValueError:
                 continue  # an inconsistent row (a status without resolved_at): not ours
             for esc in escalations(row, timers):

@@ -19,6 +19,8 @@ from hub.settings import RoutingRule
 
 def fold(text: str) -> str:
     """Lower case without accents, so 'Pesangon' and 'pesangón' match alike."""
+    if text.isascii():  # the common case: no accents to fold, and casefold() == lower()
+        return text.lower()
     decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 

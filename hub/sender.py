@@ -6,9 +6,9 @@ Retry-After), failed with the provider's code on a refusal, and dead-lettered wh
 run out. Retries wait in a delayed set, not in a sleeping task, so a restart loses none.
 
 Throughput: replies are handled concurrently (``outbox.concurrency``), and the store's
-pipeliner lets their Redis steps share round trips. After a send, only the steps that must
-follow one another wait for each other (the provider id is mapped before parked statuses are
-taken); the others share a round trip.
+pipeliner lets their Redis steps share round trips. A sent reply costs three: the claim; then
+its state, its provider id and its parked statuses, in that order in one pipeline; then its
+console event and its XACK, once the state is written.
 """
 
 from __future__ import annotations
@@ -101,6 +101,14 @@ class Sender:
         self.heartbeat = 0.0
         self._stop = asyncio.Event()
         self._slots = asyncio.Semaphore(options.concurrency)
+        self._counters: dict[tuple[str, str], Any] = {}
+
+    def _counter(self, channel: str, outcome: str) -> Any:
+        """``metrics.sends.labels(channel, outcome)``, looked up once per pair."""
+        c = self._counters.get((channel, outcome))
+        if c is None:
+            c = self._counters[(channel, outcome)] = self.metrics.sends.labels(channel, outcome)
+        return c
 
     def stop(self) -> None:
         self._stop.set()
@@ -232,30 +240,37 @@ class Sender:
         if self.health is not None:  # an answer, even a refusal, is a provider that answers
             await self.health.report(source, PROVIDER, True)
         if result.accepted:
-            # The provider id names the reply before parked statuses are taken: a status
-            # that arrives in between either finds the mapping or is parked and taken here.
-            await asyncio.gather(
-                *(self.store.map_provider_id(ch.name, pid, cid, rid)
-                  for pid in (result.provider_id, *result.part_ids)),
-            )  # fmt: skip
+            # One round trip (the store's pipeliner): the state forced to sent, then the
+            # provider ids mapped, then the parked statuses taken. ``gather`` starts the three
+            # in this order within one loop turn and each queues its command at once, so they
+            # share one pipeline, on one connection, in this order (the mapping and the parked
+            # list share a hash tag: on a cluster too). So the provider id names the reply
+            # before parked statuses are taken (a status arriving in between either finds the
+            # mapping or is parked and taken here), and a status that finds the mapping finds
+            # the state already sent (tests/test_sender_round_trips.py pins the order).
+            early = (
+                await asyncio.gather(
+                    self.store.set_reply_state(
+                        cid, rid, result.state, provider_id=result.provider_id, force=True
+                    ),
+                    *(self.store.map_provider_id(ch.name, pid, cid, rid)
+                      for pid in (result.provider_id, *result.part_ids)),
+                    self.store.take_early_statuses(ch.name, result.provider_id),
+                )
+            )[-1]  # fmt: skip
             if result.thread_hints and reply.ticket_id:
                 await self.store.remember_threads((h, reply.ticket_id) for h in result.thread_hints)
-            # The state is forced to sent before any parked status is applied (they only move
-            # it forward); taking them can go in the same round trip.
-            _, early = await asyncio.gather(
-                self.store.set_reply_state(
-                    cid, rid, result.state, provider_id=result.provider_id, force=True
-                ),
-                self.store.take_early_statuses(ch.name, result.provider_id),
-            )
-            await self._apply_parked(early, cid, rid)
+            if early:  # parked statuses only move it forward from sent
+                await self._apply_parked(early, cid, rid)
+            # acked once its state is recorded, never before (a reply acked with its state
+            # unwritten would stay "sending" for good)
             await asyncio.gather(
                 announce_state(
                     self.events, self.store, cid, rid, result.state.value, reply.ticket_id
                 ),
                 group.ack([e.id]),
             )
-            self.metrics.sends.labels(channel, "sent").inc()
+            self._counter(channel, "sent").inc()
             log.info(
                 "reply.sent",
                 reply_id=rid,
@@ -278,7 +293,7 @@ class Sender:
             force=True,
         )
         await announce_state(self.events, self.store, cid, rid, "failed", reply.ticket_id)
-        self.metrics.sends.labels(channel, "failed").inc()
+        self._counter(channel, "failed").inc()
         log.warning(
             "reply.failed",
             reply_id=rid,
@@ -319,9 +334,11 @@ class Sender:
                 error_message=f"gave up after {attempts} attempts: {exc}",
                 force=True,
             )
-            await group.dead_letter(e, f"gave up after {attempts} attempts: {exc}")
-            await announce_state(self.events, self.store, cid, rid, "failed", tid)
-            self.metrics.sends.labels(channel, "dead_lettered").inc()
+            await asyncio.gather(  # concurrently: the console event says what is written
+                group.dead_letter(e, f"gave up after {attempts} attempts: {exc}"),
+                announce_state(self.events, self.store, cid, rid, "failed", tid),
+            )
+            self._counter(channel, "dead_lettered").inc()
             self.metrics.dead_lettered.labels(group.stream).inc()
             bound.error("reply.dead_lettered")
             return
@@ -336,10 +353,12 @@ class Sender:
             error_message=str(exc),
             force=True,
         )
+        # the retry scheduled before the entry is acked (never an acked entry without one)
         await self.outbox.schedule_retry(channel, cid, rid, int((time.time() + delay) * 1000))
-        await group.ack([e.id])
-        await announce_state(self.events, self.store, cid, rid, "retrying", tid)
-        self.metrics.sends.labels(channel, "retry").inc()
+        await asyncio.gather(
+            group.ack([e.id]), announce_state(self.events, self.store, cid, rid, "retrying", tid)
+        )
+        self._counter(channel, "retry").inc()
         bound.warning("reply.retry_scheduled", delay_s=round(delay, 2))
 
     async def _apply_early(self, channel: str, provider_id: str, cid: str, rid: str) -> None:

@@ -1,8 +1,10 @@
 """The webhook hot path's shortcuts decide and write exactly what the slow ways did: the
 stream entry's JSON (``message_json`` = ``Message.to_json``), the Twilio signature (the
 channel's own check = the SDK's ``RequestValidator.validate``), the forger quota (a client
-under its quota is not looked up again for a second, and a forged call ends that at once), and
-the request summary (debug for an accepted webhook, whose ``message.received`` line says it)."""
+under its quota is not looked up again for a second, and a forged call ends that at once),
+the request summary (debug for an accepted webhook, whose ``message.received`` line says it),
+the form parser (``parse_qsl``), the content type, the Twilio form as a dict, and the log line's
+masking, timestamp and JSON (structlog's own processors)."""
 
 from __future__ import annotations
 
@@ -189,3 +191,147 @@ async def test_accepted_webhook_is_summarized_at_debug_refused_at_info(
     assert len(received) == 1
     assert [x["status"] for x in summaries] == [403]  # the accepted call's is at debug
     assert received[0]["request_id"]
+
+
+# -- the form parser ----------------------------------------------------------------------------
+
+
+def _random_form_text(rnd: random.Random) -> str:
+    pieces = ["a", "Body", "=", "&", "&&", "+", "%", "%2", "%41", "%2B", "%3A", "%C3%A9",
+              "%E2%82", "%zz", "%FF", "é", "€", "😀", " ", "From", "whatsapp%3A%2B62812",
+              "x=y=z", ""]  # fmt: skip
+    return "".join(rnd.choices(pieces, k=rnd.randrange(12)))
+
+
+def test_form_parser_is_parse_qsl() -> None:
+    """Seeded random bodies (empty fields, no ``=``, several ``=``, ``+``, valid and broken
+    escapes, escaped and literal non-ASCII): the same pairs as ``parse_qsl`` with
+    ``keep_blank_values``, and the same ValueError past the field limit."""
+    from hub.web.webhooks import parse_form
+
+    rnd = random.Random(5)
+    for _ in range(5000):
+        text = _random_form_text(rnd)
+        assert parse_form(text) == parse_qsl(text, keep_blank_values=True), text
+        limit = rnd.randrange(1, 6)
+        try:
+            expected: Any = parse_qsl(text, keep_blank_values=True, max_num_fields=limit)
+        except ValueError as exc:
+            expected = str(exc)
+        try:
+            got: Any = parse_form(text, limit)
+        except ValueError as exc:
+            got = str(exc)
+        assert got == expected, (text, limit)
+    for f in sorted(FIXTURES.glob("*.form")):
+        text = f.read_text()
+        assert parse_form(text) == parse_qsl(text, keep_blank_values=True)
+
+
+def test_form_content_type_shortcut_is_the_parsed_content_type() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from hub.web.webhooks import _content_type
+
+    for value in (FORM, f"{FORM}; charset=utf-8", "Application/X-WWW-Form-Urlencoded",
+                  " application/x-www-form-urlencoded", "application/json", "", None):  # fmt: skip
+        headers = {} if value is None else {"Content-Type": value}
+        request = make_mocked_request("POST", PATH, headers=headers)
+        assert _content_type(request) == (request.content_type or ""), value
+
+
+# -- the Twilio form as a dict ------------------------------------------------------------------
+
+
+def test_form_dict_and_repeated_keys_as_before() -> None:
+    """The shortcut for forms without a repeated key gives the grouping's dict; a repeated
+    key still refuses the webhook, naming the first repeated key."""
+    from collections import defaultdict
+
+    from channels.base import PayloadError
+    from channels.whatsapp_twilio import _form_dict
+
+    def grouped(form: list[tuple[str, str]]) -> dict[str, Any]:
+        g: dict[str, list[str]] = defaultdict(list)
+        for k, v in form:
+            g[k].append(v)
+        return {k: (v[0] if len(v) == 1 else v) for k, v in g.items()}
+
+    rnd = random.Random(3)
+    for _ in range(2000):
+        keys = rnd.choices(["Body", "From", "To", "a", "é"], k=rnd.randrange(7))
+        form = [(k, rnd.choice(["", "x", "y"])) for k in keys]
+        assert _form_dict(form) == grouped(form)
+        assert list(_form_dict(form)) == list(grouped(form))
+    ch = _channel()
+    form = [("MessageSid", "SM1"), ("From", "whatsapp:+6281234567890"), ("Body", "a"),
+            ("To", "x"), ("Body", "b"), ("To", "y")]  # fmt: skip
+    with pytest.raises(PayloadError, match="parameter Body given more than once"):
+        ch.parse(_request("https://x/", form, "sig"), 1.0)
+
+
+# -- the log line -------------------------------------------------------------------------------
+
+
+def test_masking_shortcut_changes_nothing() -> None:
+    """``mask_text`` skips its substitutions when no pattern can start in the value: seeded
+    random values (phones in every form the hub writes, NIKs, e-mail addresses, stream and
+    provider ids, digits next to letters, dots and dashes) mask exactly as running the three
+    substitutions on every value did."""
+    from hub import logging as hub_logging
+
+    def always(value: str) -> str:
+        value = hub_logging._NIK.sub(lambda m: m.group(1)[:2] + "*" * 10 + m.group(3)[-4:], value)
+        value = hub_logging._EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
+        return hub_logging._PHONE.sub(lambda m: hub_logging.mask_phone(m.group(1)), value)
+
+    rnd = random.Random(11)
+    pieces = ["+62812", "62812", "0812", "08", "628", "+", "3171", "0101", "900001", "1234567",
+              "1751000000000-0", "SM0123456789abcdef", "siti.r@gmail.com", "@", "a", "_", "-",
+              ".", " ", "x@y.id", "٣", "7"]  # fmt: skip
+    masked = 0
+    for _ in range(20000):
+        value = "".join(rnd.choices(pieces, k=rnd.randrange(8)))
+        assert hub_logging.mask_text(value) == always(value), value
+        masked += hub_logging.mask_text(value) != value
+    assert masked > 1000  # both outcomes were exercised
+
+
+def test_timestamp_and_json_shortcuts_render_as_structlog() -> None:
+    import datetime
+    import json
+
+    import structlog
+
+    from hub.logging import JSONRenderer, UtcIsoStamper
+
+    stamper = UtcIsoStamper()
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    rnd = random.Random(2)
+    stamps = [0, 999, 1000, 1_000_000_000, 1_751_000_000_000_000_000, 1_751_000_000_999_999_999]
+    stamps += [rnd.randrange(4_000_000_000 * 10**9) for _ in range(3000)]
+    stamps += [(s // 10**9) * 10**9 + rnd.choice([0, 999, 1000, 123_456_789]) for s in stamps]
+    for ns in sorted(stamps) + stamps:  # in order (one second after another) and jumping
+        now = epoch + datetime.timedelta(microseconds=ns // 1000)  # datetime.now floors
+        assert stamper.text(ns) == now.isoformat().replace("+00:00", "Z"), ns
+    live = structlog.processors.TimeStamper(fmt="iso", utc=True)(None, "info", {})["timestamp"]
+    mine = stamper(None, "info", {})["timestamp"]
+
+    def parsed(stamp: str) -> datetime.datetime:
+        return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+    assert abs((parsed(mine) - parsed(live)).total_seconds()) < 5  # the same clock
+
+    class Odd:
+        def __repr__(self) -> str:
+            return "<odd>"
+
+    events: list[dict[str, Any]] = [
+        {"event": "message.received", "message_id": "01j", "n": 3, "ms": 1.25, "ok": True},
+        {"event": "x", "é": '😀 \u2028 "q" \\', "none": None, "list": [1, "a"], "odd": Odd()},
+        {"event": "nan", "v": float("nan"), "t": (1, 2), "nested": {"a": {"b": Odd()}}},
+    ]
+    theirs = structlog.processors.JSONRenderer(sort_keys=False)
+    for e in events:
+        assert JSONRenderer()(None, "info", dict(e)) == theirs(None, "info", dict(e))
+        json.loads(JSONRenderer()(None, "info", dict(e)))

@@ -7,8 +7,15 @@
 --       15 the channel's reply context (JSON, '' for none): what a reply needs to thread
 -- ARGV[10] may be '': the sender is another contact's identity (a thread hint brought the
 -- message here), so it is not added to this contact's identities.
--- Returns {outcome, message id, ticket n, ticket number or '', ack reply id or ''}
+-- Returns {outcome, message id, ticket n, ticket number or '', ack reply id or '', the
+-- ticket's indexed fields after the message (RedisStore.REINDEX_FIELDS, in that order)}:
+-- what the list indexes need, without reading the ticket again.
 -- outcome: new | reopened | appended | dup:<original outcome>
+local function answer(outcome, id, n, tk)
+  local f = redis.call('HMGET', tk, 'number', 'ack_reply', 'created_at', 'updated_at', 'ix',
+    'priority', 'status', 'channel', 'unit', 'assignee')
+  return {outcome, id, n, f[1] or '', f[2] or '', {f[3], f[4], f[5], f[6], f[7], f[8], f[9], f[10]}}
+end
 local base = KEYS[1]
 local seen = base .. ':seen'
 local prev = redis.call('HGET', seen, ARGV[2])
@@ -17,8 +24,7 @@ if prev then
   local n = redis.call('HGET', mk, 'ticket')
   local tk = base .. ':t:' .. n
   local out = redis.call('HGET', mk, 'outcome') or 'appended'
-  return {'dup:' .. out, prev, n, redis.call('HGET', tk, 'number') or '',
-          redis.call('HGET', tk, 'ack_reply') or ''}
+  return answer('dup:' .. out, prev, n, tk)
 end
 local now = tonumber(ARGV[4])
 local outcome = 'appended'
@@ -63,15 +69,19 @@ redis.call('HSET', seen, ARGV[2], ARGV[1])
 redis.call('HSET', tk, 'updated_at', now, 'last_inbound_at', now, 'reply_channel', ARGV[6],
   'reply_account', ARGV[7], 'reply_to', ARGV[8], 'reply_context', ARGV[15])
 redis.call('HINCRBY', tk, 'msg_count', 1)
-redis.call('HSET', base, 'last_seen_at', now)
+local contact = {'last_seen_at', now}
 if ARGV[10] ~= '' and ARGV[8] ~= '' then
   -- where this citizen last wrote on each channel account: a reply can go there instead
-  redis.call('HSET', base, 'last_in:' .. ARGV[6] .. ':' .. ARGV[7], now .. '|' .. ARGV[8])
+  contact[3] = 'last_in:' .. ARGV[6] .. ':' .. ARGV[7]
+  contact[4] = now .. '|' .. ARGV[8]
 end
-if ARGV[9] ~= '' then redis.call('HSET', base, 'name', ARGV[9]) end
+if ARGV[9] ~= '' then
+  contact[#contact + 1] = 'name'
+  contact[#contact + 1] = ARGV[9]
+end
+redis.call('HSET', base, unpack(contact))
 if redis.call('HSETNX', base, 'created_at', now) == 1 then
   redis.call('HSET', base, 'id', string.match(base, '{(.*)}'))
 end
 if ARGV[10] ~= '' then redis.call('SADD', base .. ':ids', ARGV[10]) end
-return {outcome, ARGV[1], n, redis.call('HGET', tk, 'number') or '',
-        redis.call('HGET', tk, 'ack_reply') or ''}
+return answer(outcome, ARGV[1], n, tk)

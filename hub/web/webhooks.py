@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from urllib.parse import parse_qsl
+from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
 
 import structlog
 from aiohttp import web
@@ -34,6 +35,46 @@ _EMPTY_TWIML = EMPTY_TWIML.encode()
 MAX_FIELDS = 500
 THROTTLE_LOOKUP_S = 0.25  # the forgers' quota lookup fails open after this
 CLEAN_FOR_S = 1.0  # a client found under its forger quota is not looked up again for this
+FORM = "application/x-www-form-urlencoded"
+
+
+def parse_form(text: str, max_fields: int = MAX_FIELDS) -> list[tuple[str, str]]:
+    """``urllib.parse.parse_qsl(text, keep_blank_values=True, max_num_fields=max_fields)``,
+    pair for pair and with the same ValueError past ``max_fields``, in about half the time:
+    ``+`` and ``%`` are looked for before ``replace`` and ``unquote`` are called for them
+    (most of a Twilio form's fields have neither), and an escaped ASCII field is unquoted in
+    one piece (what ``unquote`` does with a string that has no non-ASCII character)."""
+    if not text:
+        return []
+    if text.count("&") + 1 > max_fields:
+        raise ValueError("Max number of fields exceeded")
+    out = []
+    for field in text.split("&"):
+        if not field:
+            continue
+        name, _, value = field.partition("=")
+        if "+" in name:
+            name = name.replace("+", " ")
+        if "%" in name:
+            name = _unquote(name)
+        if "+" in value:
+            value = value.replace("+", " ")
+        if "%" in value:
+            value = _unquote(value)
+        out.append((name, value))
+    return out
+
+
+def _unquote(text: str) -> str:
+    if text.isascii():
+        return unquote_to_bytes(text).decode("utf-8", "replace")
+    return unquote(text)
+
+
+def _content_type(request: web.Request) -> str:
+    """``request.content_type``; a form's header as providers send it is taken as it is."""
+    raw = request.headers.get("Content-Type")
+    return FORM if raw == FORM else (request.content_type or "")
 
 
 async def _inbound_request(request: web.Request, channel: str) -> InboundRequest | web.Response:
@@ -48,12 +89,10 @@ async def _inbound_request(request: web.Request, channel: str) -> InboundRequest
         hub.metrics.webhook_rejected.labels(channel, "too_large").inc()
         return error(413, "payload_too_large", f"body above {limit} bytes")
     form: list[tuple[str, str]] = []
-    ctype = request.content_type or ""
-    if ctype == "application/x-www-form-urlencoded":
+    ctype = _content_type(request)
+    if ctype == FORM:
         try:
-            form = parse_qsl(
-                body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS
-            )
+            form = parse_form(body.decode("utf-8"))
         except UnicodeDecodeError:
             return error(400, "bad_encoding", "form body is not UTF-8")
         except ValueError:
@@ -158,6 +197,9 @@ class CleanClients:
 
 
 CLEAN_CLIENTS: web.AppKey[CleanClients] = web.AppKey("clean_clients", CleanClients)
+# The inbound counter's child per (channel, account), looked up once (``labels`` validates
+# and locks on every call).
+INBOUND_COUNTERS: web.AppKey[dict[tuple[str, str], Any]] = web.AppKey("inbound_counters", dict)
 
 
 async def _forger_throttled(request: web.Request, channel: str) -> web.Response | None:
@@ -220,11 +262,16 @@ async def _accept(request: web.Request, channel: str) -> web.Response | int:
         return _malformed(request, channel, exc)
     except RecursionError:
         return _malformed(request, channel, PayloadError("body is nested too deeply"))
+    counters = request.app[INBOUND_COUNTERS]
     try:
         for parsed_msg in parsed.messages:
             msg = _for_its_account(request, parsed_msg)
             entry = await hub.publisher.publish(msg)
-            hub.metrics.inbound.labels(msg.channel, msg.account).inc()
+            counter = counters.get((msg.channel, msg.account))
+            if counter is None:
+                counter = hub.metrics.inbound.labels(msg.channel, msg.account)
+                counters[msg.channel, msg.account] = counter
+            counter.inc()
             log.info(
                 "message.received",
                 message_id=msg.id,
@@ -371,6 +418,7 @@ async def call_event(request: web.Request) -> web.StreamResponse:
 
 def setup(app: web.Application) -> None:
     app[CLEAN_CLIENTS] = CleanClients()
+    app[INBOUND_COUNTERS] = {}
     app.router.add_post("/webhooks/whatsapp/{account}", whatsapp_inbound)
     app.router.add_get("/webhooks/whatsapp/{account}", _handshake("whatsapp"))
     app.router.add_post("/webhooks/instagram/{account}", instagram_inbound)
