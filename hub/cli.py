@@ -1,7 +1,8 @@
 """The command line: ``python -m hub run | simulate | check-config``.
 
 ``run`` plays every role in one process by default (what ``make run`` does, with ``--demo``);
-``--role`` picks some of them for scaling out against a shared Redis.
+``--role`` picks some of them for scaling out against a shared Redis (``--role intake
+--role observer``: roles combine in one process).
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--role",
         action="append",
-        choices=["web", "dispatcher", "sender", "intake", "poller"],
-        help="run only these roles (repeatable; poller = intake); default: all",
+        choices=[*sorted(ROLES), *ROLE_ALIASES],
+        help="run only these roles (repeatable: --role intake --role observer; poller = intake;"
+        " observer = alerts, backlog samples, SLA escalation, one evaluating per deployment"
+        " under a lease: keep it out of a busy dispatcher's process); default: all",
     )
     run.add_argument("--demo", action="store_true", help="fake Twilio, simulated citizens")
     sim = sub.add_parser("simulate", help="post signed WhatsApp webhooks from citizens")

@@ -2,11 +2,12 @@
 the backlog for the charts, evaluates the alert rules, announces what fired or cleared, and
 escalates tickets whose SLA timers are at risk or breached.
 
-One observer runs per deployment (a Redis lease, like the pollers), beside the dispatcher;
-if its process dies another takes over, starting from the state the last one saved. Every
-step is idempotent against that saved state: the alert transitions are computed from it and
-saved with the notifications still owed before anything is announced; an escalation is
-recorded on the ticket with a flag that says it was done.
+One observer evaluates per deployment (a Redis lease, like the pollers), in the processes
+with the ``observer`` role (``--role observer``; every role by default); if its process dies
+another takes over, starting from the state the last one saved. Every step is idempotent
+against that saved state: the alert transitions are computed from it and saved with the
+notifications still owed before anything is announced; an escalation is recorded on the
+ticket with a flag that says it was done.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ class Observer:
     async def _escalate(self, now: float) -> None:
         for i, row in enumerate(await self.store.open_ticket_facts()):
             if i % YIELD_EVERY == YIELD_EVERY - 1:
-                # the pass runs in a dispatcher's process: its batches must not wait for it
+                # the pass may share its process with other roles (a dispatcher's batches,
+                # webhooks): they must not wait for it
                 await asyncio.sleep(0)
             try:
                 # the dashboard's memo: a ticket whose states cannot have moved since the

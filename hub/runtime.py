@@ -2,8 +2,9 @@
 concrete adapters and channels.
 
 One process can play every role (the default, and what ``make run`` does) or only some of
-them (``--role web``, ``--role dispatcher``, ``--role sender``) to scale out against a shared
-Redis. Every role's loop runs on the same asyncio loop as the HTTP server.
+them (``--role web``, ``--role dispatcher``, ``--role sender``, ``--role intake``,
+``--role observer``) to scale out against a shared Redis. Every role's loop runs on the same
+asyncio loop as the HTTP server.
 """
 
 from __future__ import annotations
@@ -77,7 +78,10 @@ from hub.ticket_actions import TicketActions
 ROLE_RESTART_S = 1.0  # a role whose run() failed starts again after this
 
 log = structlog.get_logger("hub.runtime")
-ROLES = frozenset({"web", "dispatcher", "sender", "intake"})
+# web: webhooks, console, API; dispatcher: inbound streams to tickets (and the queue keeper);
+# sender: outboxes to providers; intake: pulled sources (IMAP, portal, call log) and the SMTP
+# listener; observer: alerts, backlog samples, SLA escalation (one evaluates, under a lease).
+ROLES = frozenset({"web", "dispatcher", "sender", "intake", "observer"})
 
 
 def _templates(acct: Any) -> dict[str, TemplateSpec]:
@@ -257,7 +261,6 @@ class Hub:
             )
             self._tasks.append(self._role_task("dispatcher", self.dispatcher))
             self._tasks.append(asyncio.create_task(self._keep_queue(), name="queue-keeper"))
-            self._start_observer()
         if "sender" in self.roles:
             sgroups = {
                 ch: StreamGroup(self.redis, st, keys.SEND_GROUP, self.owner)
@@ -281,6 +284,8 @@ class Hub:
             )
         if "intake" in self.roles:
             await self._start_intake()
+        if "observer" in self.roles:
+            self._start_observer()
         log.info(
             "hub.started",
             roles=sorted(self.roles),
@@ -357,8 +362,10 @@ class Hub:
             await self.smtp_listener.start()
 
     def _start_observer(self) -> None:
-        """Alerts, backlog samples and SLA escalation: one observer per deployment (a lease),
-        in the dispatcher role so that a web-only process never runs it."""
+        """Alerts, backlog samples and SLA escalation, in the observer role: any number of
+        processes may have it, one evaluates at a time (a lease; another takes over when its
+        holder dies). Its own role so that its pass over the open tickets (every
+        ``alerts.evaluate_every_s``) need not share a loop with a busy dispatcher."""
         tg = self.settings.alerts.telegram
         if tg is not None and tg.enabled:
             self.notifier = TelegramAlertNotifier(tg)
@@ -391,6 +398,9 @@ class Hub:
             if w is not None:
                 task_ok = any(t.get_name() == name and not t.done() for t in self._tasks)
                 out[name] = task_ok and now - w.heartbeat < max_age_s
+        if self.observer is not None:
+            # its loop survives any failed round; a stand-by (not holding the lease) is alive too
+            out["observer"] = any(t.get_name() == "observer" and not t.done() for t in self._tasks)
         return out
 
     async def stop(self) -> None:

@@ -21,7 +21,7 @@ from hub.clock import ManualClock
 from hub.demo.fake_twilio import FakeTwilio
 from hub.dispatcher import Dispatcher, DispatchOptions
 from hub.observer import Notifier, Observer
-from hub.runtime import Hub
+from hub.runtime import ROLES, Hub
 from hub.sender import Sender, SenderOptions
 from hub.settings import Settings
 from hub.web.app import build_app
@@ -144,7 +144,7 @@ class HubHarness:
 
     async def start(self, workers: bool = False) -> None:
         if workers:
-            self.hub.roles = frozenset({"web", "dispatcher", "sender", "intake"})
+            self.hub.roles = ROLES
         await self.hub.start()
         self._runner = web.AppRunner(build_app(self.hub), access_log=None)
         await self._runner.setup()

@@ -164,5 +164,5 @@ async def test_workers_in_the_background_form_tickets_and_ack(harness_factory: A
     assert h.session is not None
     async with h.session.get(h.base + "/readyz") as r:
         body = await r.json()
-    assert body["checks"] == {"redis": True, "dispatcher": True, "sender": True}
+    assert body["checks"] == {"redis": True, "dispatcher": True, "sender": True, "observer": True}
     assert isinstance(h.session, aiohttp.ClientSession)

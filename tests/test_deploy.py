@@ -72,6 +72,25 @@ def _container(d: dict[str, Any]) -> dict[str, Any]:
     return dict(c)
 
 
+def _roles(args: list[str]) -> list[str]:
+    """``["--role", "intake", "--role", "observer"]`` → ``["intake", "observer"]``; nothing
+    else may be in the arguments (the image's entry point has the rest)."""
+    assert len(args) % 2 == 0, args
+    assert args[0::2] == ["--role"] * (len(args) // 2), args
+    return args[1::2]
+
+
+def _check_placement(where: str, roles: dict[str, list[str]]) -> None:
+    """Each process (deployment, service) is named after its first role; together they run
+    every role; the observer (a pass over the open tickets every 15 s) never shares a
+    process with a dispatcher, whose batches it would lengthen."""
+    for name, rs in roles.items():
+        assert set(rs) <= ROLES, (where, name, rs)
+        assert name == rs[0], (where, name, rs)
+        assert not {"dispatcher", "observer"} <= set(rs), (where, name, rs)
+    assert set().union(*roles.values()) == ROLES, where
+
+
 def test_redis_conf_loads_in_a_real_redis_server(tmp_path: Path) -> None:
     """deploy/redis.conf as written (only port, directory and foreground changed for the
     test) starts a redis-server with AOF on and eviction off."""
@@ -120,14 +139,16 @@ def test_kubernetes_manifests_name_real_roles_ports_probes_and_routes() -> None:
     settings = load_settings(K8S / "hub.toml", _env_example())
     kust = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     deployments = _by_kind(docs, "Deployment")
-    assert {n.removeprefix("hub-") for n in deployments} == set(ROLES)
+    _check_placement(
+        "k8s",
+        {n.removeprefix("hub-"): _roles(_container(d)["args"]) for n, d in deployments.items()},
+    )
     secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())
     assert set(secret["stringData"]) == set(_env_example())
     claims = set(_by_kind(docs, "PersistentVolumeClaim"))
     for name, d in deployments.items():
         c = _container(d)
         role = name.removeprefix("hub-")
-        assert c["args"] == ["--role", role]
         assert c["image"].split(":")[0].endswith(kust["images"][0]["newName"].split("/")[-1])
         assert c["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
@@ -165,9 +186,8 @@ def test_kubernetes_manifests_name_real_roles_ports_probes_and_routes() -> None:
 def test_compose_and_image_use_only_files_that_exist() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     hub_services = {n: s for n, s in compose["services"].items() if n != "redis"}
-    assert set(hub_services) == set(ROLES)
+    _check_placement("compose", {n: _roles(s["command"]) for n, s in hub_services.items()})
     for name, service in hub_services.items():
-        assert service["command"] == ["--role", name]
         build = service["build"]
         assert (DEPLOY / build["context"] / build["dockerfile"]).is_file()
         for mount in service["volumes"]:
@@ -205,15 +225,19 @@ def test_runtime_lock_has_the_same_pins_as_the_full_lock() -> None:
 
 
 def test_systemd_instance_name_picks_the_role(tmp_path: Path) -> None:
-    """kemnaker-hub@dispatcher-2 runs ``--role dispatcher``: ExecStart expanded the way
-    systemd does (%i, %%, $$), then run by sh with the hub replaced by echo."""
+    """kemnaker-hub@dispatcher-2 runs ``--role dispatcher``, kemnaker-hub@intake.observer-2
+    ``--role intake --role observer``: ExecStart expanded the way systemd does (%i, %%, $$),
+    then run by sh with the hub replaced by echo."""
     unit = (DEPLOY / "systemd" / "kemnaker-hub@.service").read_text()
     start = re.search(r"^ExecStart=(.+?)(?<!\\)$", unit, re.M | re.S)
     assert start is not None
-    for instance, role in (
-        ("web", "web"),
-        ("dispatcher-2", "dispatcher"),
-        ("intake-a-b", "intake"),
+    for instance, roles in (
+        ("web", ["web"]),
+        ("dispatcher-2", ["dispatcher"]),
+        ("intake-a-b", ["intake"]),
+        ("intake.observer", ["intake", "observer"]),
+        ("intake.observer-2", ["intake", "observer"]),
+        ("observer-1", ["observer"]),
     ):
         line = start.group(1).replace("\\\n", " ").replace("%i", instance)
         line = line.replace("%%", "%").replace("$$", "$")
@@ -222,9 +246,14 @@ def test_systemd_instance_name_picks_the_role(tmp_path: Path) -> None:
         script = argv[2].replace("exec /opt/kemnaker-hub/.venv/bin/python", "echo")
         out = subprocess.run(["/bin/sh", "-c", script, *argv[3:]], capture_output=True, text=True)
         assert out.stdout.split() == [
-            "-m", "hub", "run", "--config", "/etc/kemnaker-hub/hub.toml", "--role", role,
+            "-m", "hub", "run", "--config", "/etc/kemnaker-hub/hub.toml",
+            *(arg for role in roles for arg in ("--role", role)),
         ]  # fmt: skip
-        assert role in ROLES
+        assert set(roles) <= ROLES
+    # the example in the unit's header runs every role
+    header = unit.split("[Unit]")[0]
+    named = re.findall(r"kemnaker-hub@([\w.]+)", header.split("systemctl enable --now")[1])
+    assert set().union(*(n.split("-")[0].split(".") for n in named)) == ROLES
 
 
 async def test_a_process_without_the_web_role_serves_probes_and_metrics(
@@ -270,7 +299,8 @@ async def test_a_process_without_the_web_role_serves_probes_and_metrics(
 
 
 def test_serve_is_run_and_poller_is_the_intake_role() -> None:
-    """The names the operations guide uses: ``python -m hub serve --role poller``."""
+    """The names the operations guide uses: ``python -m hub serve --role poller``, and
+    ``--role observer`` beside it."""
     from hub.cli import ROLE_ALIASES, _parser
 
     args = _parser().parse_args(
@@ -278,3 +308,7 @@ def test_serve_is_run_and_poller_is_the_intake_role() -> None:
     )
     assert args.command == "serve"
     assert {ROLE_ALIASES.get(r, r) for r in args.role} == {"intake", "web"}
+    args = _parser().parse_args(["serve", "--role", "poller", "--role", "observer"])
+    assert {ROLE_ALIASES.get(r, r) for r in args.role} == {"intake", "observer"}
+    for role in ROLES:  # every role can be asked for
+        assert _parser().parse_args(["run", "--role", role]).role == [role]

@@ -21,7 +21,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Redis answers and this process's consumers are alive: safe to send traffic here."""
+    """Redis answers and this process's role loops are alive (the dispatcher's and sender's
+    consumers beating, the observer's loop running, whether it holds the lease or stands by):
+    safe to send traffic here."""
     hub = request.app[HUB]
     checks: dict[str, bool] = {}
     try:
