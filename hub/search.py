@@ -46,6 +46,7 @@ _STOP_EN = """
 STOPWORDS = frozenset(_STOP_ID.split()) | frozenset(_STOP_EN.split())
 
 _THOUSANDS = re.compile(r"(?<=\d)[.,](?=\d{3}(?!\d))")
+_NOT_ALNUM_ASCII = re.compile(r"[^a-z0-9]+")
 _LETTER_DIGIT = re.compile(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])")
 _TICKET_NUMBER = re.compile(r"^[A-Za-z]{2,10}-\d{4}-\d{1,9}$")
 _TICKET_ID = re.compile(r"^[0-9a-z]{20}\.\d{1,9}$")
@@ -53,11 +54,18 @@ _PHONEISH = re.compile(r"^(?:whatsapp:|tel:)?\+?[\d\s().\-/]+$", re.IGNORECASE)
 
 
 def normalize_text(text: str) -> str:
-    """Fold accents and case, drop punctuation; words separated by single spaces."""
-    s = unicodedata.normalize("NFKD", text)
-    s = "".join(ch for ch in s if not unicodedata.combining(ch)).casefold()
-    s = _THOUSANDS.sub("", s)
-    s = "".join(ch if ch.isalnum() else " " for ch in s)
+    """Fold accents and case, drop punctuation; words separated by single spaces.
+
+    Most citizens' text is ASCII: it has no accents to fold, and its case folding and its
+    letters and digits are the plain ones, so one regular expression does the character
+    walk (a dispatcher indexes every message: 30 → 18 µs for a 110-character one)."""
+    if text.isascii():
+        s = _NOT_ALNUM_ASCII.sub(" ", _THOUSANDS.sub("", text.lower()))
+    else:
+        s = unicodedata.normalize("NFKD", text)
+        s = "".join(ch for ch in s if not unicodedata.combining(ch)).casefold()
+        s = _THOUSANDS.sub("", s)
+        s = "".join(ch if ch.isalnum() else " " for ch in s)
     s = _LETTER_DIGIT.sub(" ", s)
     return " ".join(s.split())
 

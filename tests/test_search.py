@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime
 from typing import Any
@@ -9,6 +11,8 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.asyncio.cluster import RedisCluster
 
 from adapters import keys
@@ -579,3 +583,16 @@ async def test_search_on_redis_cluster(cluster_url: str) -> None:
         assert [t["number"] for t in await idx.summaries([siti, budi])] == list(by_no)
     finally:
         await rc.aclose()
+
+
+@settings(max_examples=400, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=80))
+def test_ascii_text_normalizes_as_the_general_way_does(text: str) -> None:
+    """The ASCII shortcut of ``normalize_text`` gives what the general walk (NFKD, combining
+    marks dropped, casefold, ``isalnum``) gives: ASCII text is searched as before."""
+    s = unicodedata.normalize("NFKD", text)
+    s = "".join(ch for ch in s if not unicodedata.combining(ch)).casefold()
+    s = re.sub(r"(?<=\d)[.,](?=\d{3}(?!\d))", "", s)
+    s = "".join(ch if ch.isalnum() else " " for ch in s)
+    s = re.sub(r"(?<=[^\W\d_])(?=\d)|(?<=\d)(?=[^\W\d_])", " ", s)
+    assert normalize_text(text) == " ".join(s.split())
