@@ -43,7 +43,6 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -65,6 +64,13 @@ from adapters.redis_queue import Q, RedisQueue
 from adapters.redis_search import RedisSearchIndex
 from adapters.redis_stats import RedisStats
 from adapters.redis_store import RedisStore
+from bench.common import (
+    HOST,
+    ROOT,
+    free_port,
+    new_loop_runner,
+    wait_port,
+)
 from channels.base import InboundRequest
 from hub.ack import Acknowledger
 from hub.demo.simulate import FOLLOW_UPS, NAMES, TOPICS
@@ -81,7 +87,6 @@ from hub.runtime import Hub, build_channels
 from hub.search import SearchDoc
 from hub.settings import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
 REDIS_CONF = ROOT / "deploy" / "redis.conf"
 ACCOUNT_SID = "AC" + "c" * 32
 NUMBERS = {"wa1": "+628119521150", "wa2": "+628119521151"}
@@ -124,23 +129,7 @@ def say(msg: str = "") -> None:
     print(msg, flush=True)
 
 
-# -- processes (self-contained: the other benchmarks' helpers evolve on their own) -----------
-
-HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def new_loop_runner(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
+# -- processes (free ports, loops and port waits: bench/common.py; Procs is this one's own) ---
 
 
 class Procs:
@@ -183,21 +172,6 @@ class Procs:
                 with contextlib.suppress(ProcessLookupError):
                     p.kill()
                 await p.wait()
-
-
-async def wait_port(port: int, proc: asyncio.subprocess.Process, limit_s: float = 20) -> None:
-    async with asyncio.timeout(limit_s):
-        while True:
-            if proc.returncode is not None:
-                raise RuntimeError(f"process on port {port} exited with {proc.returncode}")
-            try:
-                _r, w = await asyncio.open_connection(HOST, port)
-            except OSError:
-                await asyncio.sleep(0.05)  # polling for a port to open
-                continue
-            w.close()
-            await w.wait_closed()
-            return
 
 
 # -- what citizens send ------------------------------------------------------------------------

@@ -28,13 +28,11 @@ import contextlib
 import hashlib
 import hmac
 import json
-import os
 import pickle
 import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -51,18 +49,27 @@ import aiohttp
 from redis.asyncio import Redis
 
 from adapters import keys
+from bench.common import (
+    ACCOUNT,
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    FORM,
+    HOST,
+    ROOT,
+    WA_NUMBER,
+    cpu_seconds,
+    free_port,
+    make_citizens,
+    new_loop_runner,
+    say,
+    summarize_profile,
+    wait_port,
+)
 from bench.loadgen import Result, Spec
 from hub.demo.simulate import FOLLOW_UPS, TOPICS, Citizen, sign, twilio_params
 from hub.settings import load_settings
 
-HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parent.parent
-ACCOUNT = "wa1"
-ACCOUNT_SID = "AC" + "b" * 32
-AUTH_TOKEN = "bench-auth-token-wa1"
 API_TOKEN = "bench-api-token-0123456789abcdef"
-WA_NUMBER = "+628119521150"
-FORM = "application/x-www-form-urlencoded"
 PATH = f"/webhooks/whatsapp/{ACCOUNT}"
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 PHASES = ("ingest", "split", "single")
@@ -72,12 +79,6 @@ DEFAULT_PHASES = ("split", "single")  # ingest has its own entry in bench/run: b
 # -- small helpers -------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
 def pct(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100); NaN when there is nothing to rank."""
     if not values:
@@ -85,23 +86,6 @@ def pct(values: Sequence[float], q: float) -> float:
     s = sorted(values)
     k = max(0, min(len(s) - 1, round(q / 100 * len(s) + 0.5) - 1))
     return s[k]
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process from /proc (Linux); NaN elsewhere."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return float("nan")
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def new_loop_runner(coro: Any) -> Any:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
 
 
 def parse_id(raw: bytes | str | None) -> tuple[int, int]:
@@ -120,17 +104,6 @@ class Req:
     headers: dict[str, str]
     first: bool  # the citizen's first message: it opens a ticket
     citizen: Citizen
-
-
-def make_citizens(n: int, rnd: random.Random, taken: set[str]) -> list[Citizen]:
-    """``n`` distinct, valid Indonesian mobiles (+62812 + 8 digits), none already in ``taken``."""
-    out: list[Citizen] = []
-    while len(out) < n:
-        phone = f"+62812{rnd.randrange(10**8):08d}"
-        if phone not in taken:
-            taken.add(phone)
-            out.append(Citizen(f"Warga {len(taken)}", phone))
-    return out
 
 
 def make_requests(
@@ -441,21 +414,6 @@ class Procs:
                 await p.wait()
 
 
-async def wait_port(port: int, proc: asyncio.subprocess.Process, limit_s: float = 20) -> None:
-    async with asyncio.timeout(limit_s):
-        while True:
-            if proc.returncode is not None:
-                raise RuntimeError(f"process on port {port} exited with {proc.returncode}")
-            try:
-                _r, w = await asyncio.open_connection(HOST, port)
-            except OSError:
-                await asyncio.sleep(0.05)  # polling for a port to open
-                continue
-            w.close()
-            await w.wait_closed()
-            return
-
-
 async def wait_log(
     path: Path, needle: str, proc: asyncio.subprocess.Process, limit_s: float = 30
 ) -> None:
@@ -737,43 +695,6 @@ async def stop_profile(procs: Procs, name: str, path: Path | None) -> None:
         say(summarize_profile(path))
 
 
-BORING = {
-    "<module> (hub/__main__.py)",
-    "_run_module_as_main (<frozen runpy>)",
-    "_run_code (<frozen runpy>)",
-    "main (hub/cli.py)",
-    "_run_loop (hub/cli.py)",
-    "run (uvloop/__init__.py)",
-    "Runner.run (asyncio/runners.py)",
-}
-
-
-def summarize_profile(path: Path, top: int = 25) -> str:
-    """Functions by share of samples: inclusive (on the stack) and self (on top)."""
-    incl: dict[str, int] = {}
-    own: dict[str, int] = {}
-    total = 0
-    for line in path.read_text().splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not stack or not n.isdigit():
-            continue
-        count = int(n)
-        total += count
-        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
-        for f in set(frames) - BORING:
-            incl[f] = incl.get(f, 0) + count
-        own[frames[-1]] = own.get(frames[-1], 0) + count
-    if not total:
-        return "(no samples)"
-    rows = [f"{total} samples; inclusive %, self %, function (file)"]
-    for f, k in sorted(incl.items(), key=lambda kv: -kv[1])[:top]:
-        rows.append(f"{100 * k / total:5.1f} {100 * own.get(f, 0) / total:5.1f}  {f[:110]}")
-    rows.append("top self:")
-    for f, k in sorted(own.items(), key=lambda kv: -kv[1])[: top // 2]:
-        rows.append(f"{100 * k / total:5.1f}  {f[:110]}")
-    return "\n".join(rows)
-
-
 def by_second(ph: Phase) -> str:
     """Per second of sending: webhook → acked p50/p99 (ms) of the messages sent then."""
     buckets: dict[int, list[float]] = {}
@@ -820,10 +741,6 @@ class Figures:
             else:
                 out.append(" | ".join(c.ljust(w[i]) for i, c in enumerate(r)))
         return "\n".join(out)
-
-
-def say(msg: str) -> None:
-    print(msg, flush=True)
 
 
 def median(values: Sequence[float]) -> float:
