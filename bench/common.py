@@ -17,7 +17,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,8 +268,23 @@ def proc_rss_mb(pid: int) -> float:
 # -- processes and small helpers -------------------------------------------------------------
 
 
-def say(msg: str) -> None:
+def say(msg: str = "") -> None:
     print(msg, flush=True)
+
+
+async def until_interrupted(run: Awaitable[int]) -> int:
+    """``await run``, cancelled by SIGINT or SIGTERM so that it unwinds through its finally
+    blocks (every process it started is stopped); 130 then."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await run
+    except asyncio.CancelledError:
+        say("interrupted; everything started was stopped")
+        return 130
 
 
 def free_port() -> int:

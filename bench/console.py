@@ -41,6 +41,7 @@ from typing import Any
 import aiohttp
 
 from adapters import keys
+from bench.common import say, until_interrupted
 from bench.memory import (
     HOST,
     ROOT,
@@ -72,10 +73,6 @@ AGENT = "ani"  # the agent the bench signs in as: two units
 AGENT_UNITS = ["hi_upah", "general"]
 SUPERVISOR = "sari"
 DAY = 86_400.0
-
-
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
 
 
 def pct(values: Sequence[float], q: float) -> float:
@@ -593,16 +590,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.serve_bare:
         await serve_bare(args.port)
         return 0
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        return await run(args)
-    except asyncio.CancelledError:
-        say("interrupted; everything started was stopped")
-        return 130
+    return await until_interrupted(run(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -45,6 +45,7 @@ from bench.common import (
     start_profile,
     start_redis,
     summarize_profile,
+    until_interrupted,
     whatsapp_messages,
 )
 from hub.model import Message
@@ -414,16 +415,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.serve == "minimal":
         await serve_minimal(args.redis_url, args.shards, args.batch, args.group)
         return 0
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)  # unwind through the finally blocks
-    try:
-        return await bench(args)
-    except asyncio.CancelledError:
-        say("interrupted; everything started was stopped")
-        return 130
+    return await until_interrupted(bench(args))
 
 
 def main() -> int:

@@ -69,6 +69,8 @@ from bench.common import (
     ROOT,
     free_port,
     new_loop_runner,
+    say,
+    until_interrupted,
     wait_port,
 )
 from channels.base import InboundRequest
@@ -123,10 +125,6 @@ VOCAB = str.split(
     "online aplikasi website email nomor telepon alamat nama lengkap umur pendidikan smk "
     "sma kuliah sertifikat ijazah kompetensi lulus daftar syarat biaya gratis jadwal"
 )
-
-
-def say(msg: str = "") -> None:
-    print(msg, flush=True)
 
 
 # -- processes (free ports, loops and port waits: bench/common.py; Procs is this one's own) ---
@@ -1271,16 +1269,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _main(args: argparse.Namespace) -> int:
     if args.worker:  # the job comes on stdin (a list of citizens can be long)
         return await worker_main(json.loads(sys.stdin.read()))
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    try:
-        return await run(args)
-    except asyncio.CancelledError:
-        say("interrupted; everything started was stopped")
-        return 130
+    return await until_interrupted(run(args))
 
 
 def main(argv: Iterable[str] | None = None) -> int:

@@ -51,6 +51,7 @@ from bench.common import (
     start_profile,
     start_redis,
     summarize_profile,
+    until_interrupted,
     wait_port,
     whatsapp_messages,
 )
@@ -434,16 +435,7 @@ async def _main(args: argparse.Namespace) -> int:
     if args.serve == "fake-twilio":
         await serve_fake_twilio(args.port, args.fail_share, args.seed)
         return 0
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)  # unwind through the finally blocks
-    try:
-        return await bench(args)
-    except asyncio.CancelledError:
-        say("interrupted; everything started was stopped")
-        return 130
+    return await until_interrupted(bench(args))
 
 
 def main() -> int:
