@@ -266,10 +266,23 @@ class StreamGroup:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
-        reply = await self.redis.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
-        )
+    async def read_new(
+        self, count: int, block_ms: int | None, ack: Sequence[str] = ()
+    ) -> list[StreamEntry]:
+        """New entries for this consumer. ``ack``: entries applied since the last read,
+        acknowledged in the same round trip (XACK, then the read, one pipeline on the
+        shard's slot), so a batch's acknowledgement costs no round trip of its own."""
+        if ack:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.xack(self.stream, self.group, *ack)
+            pipe.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            )
+            _, reply = await pipe.execute()
+        else:
+            reply = await self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
+            )
         out = []
         for _stream, entries in reply or []:
             for eid, fields in entries:

@@ -8,8 +8,9 @@ state, which is what lets the dispatcher ack only after everything is written.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,6 +46,15 @@ class AppliedBatch(list[Applied]):
     def __init__(self) -> None:
         super().__init__()
         self.rows: dict[str, Sequence[Any]] = {}
+
+
+class NumberedBatch(dict[str, str]):
+    """What ``RedisStore.assign_numbers`` answers: ticket id → the number it was given, and
+    ``fields``: the hashes read with them (ticket id → fields)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, dict[str, str]] = {}
 
 
 FACTS_CHUNK = 500  # tickets per round trip when reading many tickets' facts
@@ -120,29 +130,41 @@ class RedisStore:
             rows[a.ticket_id] = r[5]  # a later message of the same ticket: its newer state
         return out
 
-    async def assign_numbers(self, applied: Sequence[Applied]) -> dict[str, str]:
+    async def assign_numbers(
+        self, applied: Sequence[Applied], with_fields: Collection[str] = ()
+    ) -> dict[str, str]:
         """Give human numbers (KMN-2026-000123) to tickets that have none yet: one INCRBY
-        takes the batch's numbers, one round trip gives them, one indexes them."""
+        takes the batch's numbers, one round trip gives them. The answer is a
+        ``NumberedBatch``: ``fields`` has the whole hash, number included, of the tickets in
+        ``with_fields`` (read in that same round trip: what their acknowledgements need).
+        The number → ticket lookup is written by ``index_numbers``, which nothing in the
+        batch waits for."""
+        out = NumberedBatch()
         todo = {a.ticket_id: a for a in applied if not a.number}
         if not todo:
-            return {}
+            return out
         year = datetime.fromtimestamp(self.clock.now(), JAKARTA).year
         top = int(await self.pipe.one("INCRBY", keys.ticket_seq(year), len(todo)))
         script = self.scripts.assign_number
-        replies = await self.pipe.many(
-            [
-                self.pipe.script_command(
-                    script,
-                    [keys.ticket(a.contact_id, a.ticket_n)],
-                    [ticket_number(self.ticket_prefix, year, top - len(todo) + 1 + i)],
-                )
-                for i, a in enumerate(todo.values())
-            ]
-        )
-        numbers = {tid: as_text(r[0]) for tid, r in zip(todo, replies, strict=True)}
-        flat = [x for tid, number in numbers.items() for x in (number, tid)]
-        await self.pipe.one("HSET", keys.ticket_numbers(), *flat)
-        return numbers
+        commands: list[Command] = []
+        for i, a in enumerate(todo.values()):
+            key = keys.ticket(a.contact_id, a.ticket_n)
+            number = ticket_number(self.ticket_prefix, year, top - len(todo) + 1 + i)
+            commands.append(self.pipe.script_command(script, [key], [number]))
+            if a.ticket_id in with_fields:
+                commands.append(("HGETALL", key))
+        replies = iter(await self.pipe.many(commands))
+        for tid in todo:
+            out[tid] = as_text(next(replies)[0])
+            if tid in with_fields:
+                out.fields[tid] = {as_text(k): as_text(v) for k, v in next(replies).items()}
+        return out
+
+    async def index_numbers(self, numbers: dict[str, str]) -> None:
+        """Number → ticket id, for a number quoted in a subject or typed in a search."""
+        if numbers:
+            flat = [x for tid, number in numbers.items() for x in (number, tid)]
+            await self.pipe.one("HSET", keys.ticket_numbers(), *flat)
 
     async def find_threads(self, hints: Iterable[str]) -> dict[str, str]:
         """Thread hints (an e-mail Message-ID, a portal request id, a ticket number) → the
@@ -184,6 +206,15 @@ class RedisStore:
         """``reindex`` from the tickets' fields already read (``REINDEX_FIELDS`` per ticket
         id): the index writes of the whole batch in one script call on ``{tickets}``
         (``adapters/lua/index_tickets.lua``), and the changed tickets' ``ix``."""
+        seen, written = self.start_reindex_rows(rows)
+        await written
+        return seen
+
+    def start_reindex_rows(
+        self, rows: dict[str, Sequence[Any]]
+    ) -> tuple[dict[str, dict[str, str]], asyncio.Future[list[Any]]]:
+        """``reindex_rows``, the write queued on the loop turn's pipeline and not awaited:
+        the indexed fields now, the write's future to await with other work."""
         created_all: list[str] = []
         adds: dict[str, list[str]] = {}
         rems: dict[str, list[str]] = {}
@@ -207,7 +238,7 @@ class RedisStore:
                 ix = json.dumps(new, sort_keys=True)
                 ix_writes.append(("HSET", keys.ticket(*split_ticket_id(tid)), "ix", ix))
         if not seen:
-            return seen
+            return seen, self.pipe.many([])
         batch = {
             "nx": created_all,
             "rem": [[k, *members] for k, members in rems.items()],
@@ -216,8 +247,7 @@ class RedisStore:
         write = self.pipe.script_command(
             self.scripts.index_tickets, [keys.ticket_index()], [json.dumps(batch)]
         )
-        await self.pipe.many([write, *ix_writes])
-        return seen
+        return seen, self.pipe.many([write, *ix_writes])
 
     async def open_counts(self, units: Sequence[str]) -> dict[str, int]:
         """Open tickets per unit (waiting or held), from the list indexes (one slot)."""

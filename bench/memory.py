@@ -443,6 +443,7 @@ class Filler:
         items = [(c, m, p.router.route(m)) for c, m in zip(cids, msgs, strict=True)]
         applied = await p.store.apply_messages(items, int(REOPEN_HOURS * 3600_000))
         numbers = await p.store.assign_numbers(applied)
+        await p.store.index_numbers(numbers)
         tickets = await p.store.reindex(a.ticket_id for a in applied)
         number = {a.ticket_id: a.number or numbers.get(a.ticket_id, "") for a in applied}
         await p.search.index(

@@ -24,13 +24,20 @@ class Acknowledger:
         self.replies = replies
         self.channels = channels
 
+    @property
+    def enabled(self) -> bool:
+        return self.settings.enabled
+
     def text_for(self, msg: Message, number: str) -> str:
         lang = self.channels.ack_language.get(
             (msg.channel, msg.account), self.settings.default_language
         )
         return self.settings.templates[lang].format(ticket_number=number)
 
-    async def ensure(self, applied: Applied, msg: Message, number: str) -> None:
+    async def ensure(
+        self, applied: Applied, msg: Message, number: str, fields: dict[str, str] | None = None
+    ) -> None:
+        """``fields``: the ticket's hash, number included, if the caller has it."""
         if not self.settings.enabled or not applied.opened_ticket:
             return
         if msg.meta.get("no_autoreply"):  # RFC 3834: auto-submitted, lists, daemons
@@ -43,6 +50,7 @@ class Acknowledger:
                 author="hub",
                 kind="auto",
                 reply_id=f"ack-{applied.message_id}",
+                fields=fields,
             )
         except ReplyRefused as exc:
             log.warning("ack.skipped", ticket_id=applied.ticket_id, reason=exc.code)

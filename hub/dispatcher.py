@@ -7,9 +7,15 @@ indexes), then acked; a crash before the ack leaves the entries pending, and who
 shard next reclaims them. The store's scripts dedupe on the provider's message id, so applying
 an entry twice changes nothing. Entries that keep failing go to the shard's dead-letter stream.
 
-Throughput: the steps of a batch that do not depend on each other run concurrently (numbers
-and indexes; then search, acknowledgements, console events, queue, load counters), and the
-store's pipeliner lets concurrent steps share round trips. Per message the client sends two
+Latency and throughput: a batch's time is its dependent round trips, each waiting its turn on
+a loop shared with the other shards and the sender, so they are few. Contacts, then the
+messages; then, together, the list indexes (their fields came with the messages' answer), the
+load counters and, when the batch opened tickets, their numbers (with the new tickets'
+hashes, for their acknowledgements) followed by what shows or sends a number: the
+acknowledgements, the search terms, the console events and the queue. The store's pipeliner
+lets concurrent steps share round trips. The batch is acknowledged with the shard's next read
+(one pipeline), and the lease is renewed every sixth of its time, not per batch: a batch that
+opens no ticket costs four round trips, read included. Per message the client sends two
 script calls (contact, message); the indexes, the search terms and the console events of a
 batch are one script call each, on their own hash tag (cluster-safe). Logs: one
 ``dispatch.batch`` line per batch at info; ``message.applied`` per message is at debug
@@ -44,7 +50,7 @@ from hub.ports import (
     TicketStore,
     split_ticket_id,
 )
-from hub.queue import QueueService
+from hub.queue import QueueService, waiting_event
 from hub.routing import Router
 from hub.search import SearchDoc, SearchPort
 from hub.settings import DispatcherSection
@@ -183,25 +189,34 @@ class Dispatcher:
     async def _work_shard(self, group: Group) -> None:
         held = resync = False
         retries = 0  # resyncs in a row that left a failed entry pending
-        last_claim = last_trim = 0.0
+        last_claim = last_trim = renewed = 0.0
+        # The lease is renewed every sixth of its time, not every batch (a round trip less
+        # per batch): a read blocks at most a third, so a batch starts with at least half of
+        # the lease left.
+        renew_every = self.opt.lease_ms / 6000
         read_block = max(1, min(self.opt.block_ms, self.opt.lease_ms // 3))
+        applied: list[str] = []  # entries applied, acknowledged with the next read
         while not self._stop.is_set():
             self.heartbeat = time.time()
             try:
                 if not self._within_share(group.stream, held):
+                    applied = await _ack_now(group, applied)
                     if held:  # another dispatcher joined: hand over (nothing is in flight)
                         log.info("dispatcher.lease_handed_over", stream=group.stream)
                         await group.release_lease(self.owner)
                     held = False
                     await self._pause(self.opt.lease_ms / 3000)
                     continue
-                if not await group.hold_lease(self.owner, self.opt.lease_ms):
-                    self.holding.discard(group.stream)
-                    if held:
-                        log.warning("dispatcher.lease_lost", stream=group.stream)
-                    held = False
-                    await self._pause(self.opt.lease_ms / 3000)
-                    continue
+                if not held or time.monotonic() - renewed >= renew_every:
+                    applied = await _ack_now(group, applied)  # applied under the lease
+                    if not await group.hold_lease(self.owner, self.opt.lease_ms):
+                        self.holding.discard(group.stream)
+                        if held:
+                            log.warning("dispatcher.lease_lost", stream=group.stream)
+                        held = False
+                        await self._pause(self.opt.lease_ms / 3000)
+                        continue
+                    renewed = time.monotonic()
                 min_idle = self.opt.claim_idle_ms
                 if not held:
                     # The previous holder let its lease lapse: everything it read and did not
@@ -223,6 +238,7 @@ class Dispatcher:
                 now = time.monotonic()
                 if now - last_claim >= self.opt.claim_idle_ms / 2000:
                     last_claim = now
+                    applied = await _ack_now(group, applied)
                     while reclaimed := await group.claim_idle(min_idle, self.opt.batch_size):
                         log.info("dispatcher.reclaimed", stream=group.stream, count=len(reclaimed))
                         if await self.process(group, reclaimed):
@@ -236,17 +252,23 @@ class Dispatcher:
                 if now - last_trim >= TRIM_EVERY_S:
                     last_trim = now
                     await group.trim_processed(self.opt.retention_ms, int(time.time() * 1000))
-                entries = await group.read_new(self.opt.batch_size, read_block)
-                if entries and await self.process(group, entries):
+                entries = await group.read_new(self.opt.batch_size, read_block, applied)
+                applied = []
+                if entries and await self.process(group, entries, applied):
                     resync = True
+                    applied = await _ack_now(group, applied)
                     await self._pause(self._retry_pause(retries))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.error("dispatcher.loop_failed", stream=group.stream, error=repr(exc)[:300])
-                resync = True
+                # Entries applied and not yet acknowledged stay pending: the resync applies
+                # them again (a no-op: deduped) and acknowledges them.
+                applied, resync = [], True
                 await self._pause(1.0)
         self.holding.discard(group.stream)
+        with contextlib.suppress(Exception):
+            await _ack_now(group, applied)
         with contextlib.suppress(Exception):
             await group.release_lease(self.owner)
 
@@ -268,8 +290,12 @@ class Dispatcher:
                 break
         return True
 
-    async def process(self, group: Group, entries: Sequence[StreamEntry]) -> bool:
+    async def process(
+        self, group: Group, entries: Sequence[StreamEntry], ack_later: list[str] | None = None
+    ) -> bool:
         """Apply a batch; on failure, entry by entry, so one poison entry cannot block others.
+        The batch's entries are acknowledged once applied, or, given ``ack_later``, added to
+        it for the caller to acknowledge with its next read (``Group.read_new``).
 
         Once an entry fails there, the later entries of the same citizen (the sender, the
         shard key) are left pending with it, neither applied nor acked: applied now, they
@@ -292,7 +318,10 @@ class Dispatcher:
         held_back: set[str] = set()  # citizens (senders) whose entry failed in this batch
         try:
             applied = await self.apply([m for _, m in ready])
-            await group.ack([e.id for e, _ in ready])
+            if ack_later is None:
+                await group.ack([e.id for e, _ in ready])
+            else:
+                ack_later += [e.id for e, _ in ready]
             outcomes = Counter(a.outcome.split(":")[0] for a in applied)
             log.info(
                 "dispatch.batch",
@@ -384,9 +413,11 @@ class Dispatcher:
             out.append((tcid, m, replace(route, ticket_n=tn, foreign_sender=tcid != cid)))
         return out
 
-    async def _ensure_ack(self, a: Applied, m: Message, number: str) -> None:
+    async def _ensure_ack(
+        self, a: Applied, m: Message, number: str, fields: dict[str, str] | None
+    ) -> None:
         if await self._ack_needed(a):
-            await self.ack.ensure(a, m, number)
+            await self.ack.ensure(a, m, number, fields)
 
     async def apply(self, msgs: Sequence[Message]) -> list[Applied]:
         """Correlate and store; every step is idempotent, so a retry converges. Side events
@@ -417,15 +448,31 @@ class Dispatcher:
         ]
         if hints:
             await self.store.remember_threads(hints)
-        # Numbers and indexes do not depend on each other: together, sharing round trips.
-        got = await asyncio.gather(
-            self.store.assign_numbers(applied),
-            self._reindex(applied),
-            return_exceptions=True,
-        )
-        _raise_first(got)
-        numbers, tickets = cast(dict[str, str], got[0]), cast(dict[str, dict[str, str]], got[1])
-        acks: dict[str, tuple[Applied, Message, str]] = {}
+        # The list indexes' fields come with the apply's answer: the index write, the load
+        # counters and what needs the new tickets' numbers start together (for a batch that
+        # opens no ticket, all in one round trip).
+        tickets, indexed = await self._reindex(applied)
+        work: list[Awaitable[Any]] = [indexed, self._numbered(applied, msgs, tickets)]
+        if self.stats is not None:
+            units = {tid: t.get("unit", "general") for tid, t in tickets.items()}
+            work.append(self.stats.record(applied, msgs, units))
+        await _gather(work)
+        for a, m in zip(applied, msgs, strict=True):
+            if m.meta.get("shared_phone_is_sender") == "true":
+                await self.side.link_shared_phone(a.contact_id, a.ticket_id, m)
+        return applied
+
+    async def _numbered(
+        self, applied: Sequence[Applied], msgs: Sequence[Message], tickets: dict[str, Any]
+    ) -> None:
+        """Number the new tickets, then what shows or sends their numbers: acknowledgements,
+        the number lookup, the search index, the console events and the queue (a console
+        told of a new ticket finds it numbered). The new tickets' hashes are read with their
+        numbers: their acknowledgements need them, and would read them a round trip later."""
+        opened = {a.ticket_id for a in applied if a.opened_ticket} if self.ack.enabled else ()
+        numbers = await self.store.assign_numbers(applied, opened)
+        fields: dict[str, dict[str, str]] = getattr(numbers, "fields", {})
+        acks: dict[str, tuple[Applied, Message, str, dict[str, str] | None]] = {}
         debug = _debug_enabled()  # no per-message call (nor its dict) when filtered out
         for a, m in zip(applied, msgs, strict=True):
             if a.duplicate:
@@ -447,11 +494,12 @@ class Dispatcher:
                     outcome=a.outcome,
                 )
             if a.opened_ticket:
-                acks.setdefault(a.message_id, (a, m, a.number or numbers.get(a.ticket_id, "")))
-        # Everything that follows only reads what is stored: concurrently. Each acknowledgement
-        # is a few round trips; the search index, the console events, the queue and the load
-        # counters are independent of them and of each other.
+                number = a.number or numbers.get(a.ticket_id, "")
+                acks.setdefault(a.message_id, (a, m, number, fields.get(a.ticket_id)))
+        # Each acknowledgement is two round trips; the rest is one and independent of them
+        # and of each other.
         work: list[Awaitable[Any]] = [self._ensure_ack(*item) for item in acks.values()]
+        work.append(self.store.index_numbers(numbers))
         if self.search is not None:  # idempotent, so duplicates are indexed again harmlessly
             docs = [
                 SearchDoc.from_applied(a, m, a.number or numbers.get(a.ticket_id, ""))
@@ -459,14 +507,7 @@ class Dispatcher:
             ]
             work.append(self.search.index(docs))
         work.append(self._announce(applied, msgs, tickets))
-        if self.stats is not None:
-            units = {tid: t.get("unit", "general") for tid, t in tickets.items()}
-            work.append(self.stats.record(applied, msgs, units))
         await _gather(work)
-        for a, m in zip(applied, msgs, strict=True):
-            if m.meta.get("shared_phone_is_sender") == "true":
-                await self.side.link_shared_phone(a.contact_id, a.ticket_id, m)
-        return applied
 
     def _count(self, applied: Sequence[Applied], msgs: Sequence[Message]) -> None:
         """The dispatch metrics, per batch rather than per message."""
@@ -478,24 +519,27 @@ class Dispatcher:
         for channel, n in opened.items():
             self.metrics.tickets_opened.labels(channel).inc(n)
 
-    async def _reindex(self, applied: Sequence[Applied]) -> dict[str, dict[str, str]]:
-        """The list indexes of the batch's tickets. A store whose ``apply_messages`` answered
-        the tickets' indexed fields too (``adapters.redis_store.AppliedBatch``) writes them
-        without reading the tickets again: one command for the batch's indexes."""
+    async def _reindex(
+        self, applied: Sequence[Applied]
+    ) -> tuple[dict[str, dict[str, str]], Awaitable[Any]]:
+        """The batch's tickets' indexed fields, and their list indexes' write, started. A
+        store whose ``apply_messages`` answered those fields too
+        (``adapters.redis_store.AppliedBatch``) has them without reading the tickets again,
+        and its write is one command for the batch, awaited with the batch's other work."""
         rows = getattr(applied, "rows", None)
-        by_rows = getattr(self.store, "reindex_rows", None)
-        if rows is not None and by_rows is not None:
-            return cast(dict[str, dict[str, str]], await by_rows(rows))
-        return await self.store.reindex(a.ticket_id for a in applied)
+        start = getattr(self.store, "start_reindex_rows", None)
+        if rows is not None and start is not None:
+            return cast(tuple[dict[str, dict[str, str]], Awaitable[Any]], start(rows))
+        return await self.store.reindex(a.ticket_id for a in applied), _nothing()
 
     async def _announce(
         self, applied: Sequence[Applied], msgs: Sequence[Message], tickets: dict[str, Any]
     ) -> None:
-        """Tell the consoles, and put new and reopened tickets in their unit's queue. The
-        batch's ``message.received`` events in one call, in the order of the messages (a bus
-        without ``publish_many``: one by one, a ticket's in order); then the queue, tickets
-        concurrently (a ticket's ``queue.waiting`` follows its messages' events)."""
-        events = [
+        """Put new and reopened tickets in their unit's queue, then tell the consoles: the
+        batch's ``message.received`` events, in the order of the messages, each ticket's
+        ``queue.waiting`` after its messages', in one call (a bus without ``publish_many``:
+        one by one, a ticket's in order); then offer the units' waiting tickets, by policy."""
+        events: list[dict[str, Any]] = [
             {
                 "type": "message.received",
                 "ticket_id": a.ticket_id,
@@ -506,6 +550,28 @@ class Dispatcher:
             for a, m in zip(applied, msgs, strict=True)
             if not a.duplicate
         ]
+        waiting: dict[str, tuple[str, str, int]] = {}
+        if self.queue is not None:
+            for a, m in zip(applied, msgs, strict=True):
+                t = tickets.get(a.ticket_id, {})
+                opened = a.outcome.removeprefix("dup:") in ("new", "reopened")
+                if opened and t.get("status") == "open" and not t.get("assignee"):
+                    waiting.setdefault(  # its first (opening) message
+                        a.ticket_id,
+                        (t.get("unit", "general"), t.get("priority", "normal"),
+                         int(m.received_at * 1000)),
+                    )  # fmt: skip
+        queue = self.queue
+        units: set[str] = set()
+        if queue is not None and waiting:
+            entered = await asyncio.gather(
+                *(queue.enter(tid, *w) for tid, w in waiting.items()), return_exceptions=True
+            )
+            _raise_first(entered)
+            for (tid, (unit, _, _)), now_waiting in zip(waiting.items(), entered, strict=True):
+                if now_waiting:
+                    events.append(waiting_event(tid, unit))
+                    units.add(unit)
         many = getattr(self.events, "publish_many", None)
         if many is not None:
             await many(events)
@@ -514,30 +580,23 @@ class Dispatcher:
             for e in events:
                 per_ticket.setdefault(e["ticket_id"], []).append(e)
             await _gather([self._publish_in_order(evs) for evs in per_ticket.values()])
-        if self.queue is None:
-            return
-        waiting: dict[str, tuple[Applied, Message, dict[str, Any]]] = {}
-        for a, m in zip(applied, msgs, strict=True):
-            t = tickets.get(a.ticket_id, {})
-            opened = a.outcome.removeprefix("dup:") in ("new", "reopened")
-            if opened and t.get("status") == "open" and not t.get("assignee"):
-                waiting.setdefault(a.ticket_id, (a, m, t))  # its first (opening) message
-        queue = self.queue
-        await _gather(
-            [
-                queue.ticket_waiting(
-                    a.ticket_id,
-                    t.get("unit", "general"),
-                    t.get("priority", "normal"),
-                    int(m.received_at * 1000),
-                )
-                for a, m, t in waiting.values()
-            ]
-        )
+        if queue is not None:
+            await _gather([queue.offer(unit) for unit in sorted(units)])
 
     async def _publish_in_order(self, events: Sequence[dict[str, Any]]) -> None:
         for e in events:
             await self.events.publish(e)
+
+
+async def _nothing() -> None:
+    return None
+
+
+async def _ack_now(group: Group, ids: list[str]) -> list[str]:
+    """Acknowledge entries applied and held for the next read, before the shard does
+    anything else (claims, resyncs, a lease renewal, stopping); the empty list to hold next."""
+    await group.ack(ids)
+    return []
 
 
 async def _gather(work: Sequence[Awaitable[Any]]) -> None:

@@ -6,7 +6,7 @@ wires them in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,7 +87,11 @@ class TicketStore(Protocol):
         self, tid: str, event: dict[str, Any], fields: dict[str, str] | None = None
     ) -> bool: ...
 
-    async def assign_numbers(self, applied: Sequence[Applied]) -> dict[str, str]: ...
+    async def assign_numbers(
+        self, applied: Sequence[Applied], with_fields: Collection[str] = ()
+    ) -> dict[str, str]: ...
+
+    async def index_numbers(self, numbers: dict[str, str]) -> None: ...
 
     async def find_threads(self, hints: Iterable[str]) -> dict[str, str]: ...
 
@@ -182,7 +186,11 @@ class Group(Protocol):
 
     async def ensure(self) -> None: ...
 
-    async def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]: ...
+    async def read_new(
+        self, count: int, block_ms: int | None, ack: Sequence[str] = ()
+    ) -> list[StreamEntry]:
+        """New entries; ``ack``: entries to acknowledge first, in the same round trip."""
+        ...
 
     async def claim_idle(self, min_idle_ms: int, count: int) -> list[StreamEntry]: ...
 

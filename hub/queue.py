@@ -41,6 +41,10 @@ class ClaimResult:
     agent: str
 
 
+def waiting_event(tid: str, unit: str) -> dict[str, str]:
+    return {"type": "queue.waiting", "ticket_id": tid, "unit": unit}
+
+
 class QueueService:
     def __init__(
         self,
@@ -64,10 +68,16 @@ class QueueService:
 
     async def ticket_waiting(self, tid: str, unit: str, priority: str, since_ms: int) -> None:
         """A new or reopened ticket enters its unit's queue (and is offered, by policy)."""
-        state = await self.queue.enqueue(tid, unit, queue_score(priority, since_ms))
-        if state == "waiting":
-            await self.events.publish({"type": "queue.waiting", "ticket_id": tid, "unit": unit})
+        if await self.enter(tid, unit, priority, since_ms):
+            await self.events.publish(waiting_event(tid, unit))
             await self.offer(unit)
+
+    async def enter(self, tid: str, unit: str, priority: str, since_ms: int) -> bool:
+        """``ticket_waiting`` without its announcement and offer: True if the ticket now
+        waits, and the caller publishes ``waiting_event`` and offers the unit (the
+        dispatcher, with its batch's other events in one call)."""
+        state = await self.queue.enqueue(tid, unit, queue_score(priority, since_ms))
+        return bool(state == "waiting")
 
     # -- claims --------------------------------------------------------------------------
 

@@ -170,8 +170,12 @@ class ReplyService:
         reply_id: str | None = None,
         attachments: list[dict[str, Any]] | None = None,
         via: str = "",
+        fields: dict[str, str] | None = None,
     ) -> QueuedReply:
-        fields = await self.store.get_ticket_fields(tid)
+        """Queue a reply on the ticket's channel, by its rules. ``fields``: the ticket's hash
+        if the caller has just read it (the dispatcher, for an acknowledgement)."""
+        if fields is None:
+            fields = await self.store.get_ticket_fields(tid)
         if not fields:
             raise ReplyRefused("not_found", "no such ticket", status=404)
         if via and via != fields.get("reply_channel"):

@@ -88,8 +88,10 @@ class Recorded:
             self.seen.setdefault(e.id, []).append(e.deliveries)
         return entries
 
-    async def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
-        return self._note(await self.group.read_new(count, block_ms))
+    async def read_new(
+        self, count: int, block_ms: int | None, ack: Sequence[str] = ()
+    ) -> list[StreamEntry]:
+        return self._note(await self.group.read_new(count, block_ms, ack))
 
     async def claim_idle(self, min_idle_ms: int, count: int) -> list[StreamEntry]:
         return self._note(await self.group.claim_idle(min_idle_ms, count))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Sequence
+from typing import Any
 
 from adapters import keys
 from adapters.redis_bus import StreamGroup
@@ -190,3 +192,75 @@ async def test_trimming_keeps_every_unprocessed_entry(harness: HubHarness) -> No
     await survivor.process(g, [pending])
     [t] = await harness.tickets()
     assert t["msg_count"] == "5"
+
+
+async def test_a_running_dispatcher_acknowledges_each_batch_with_its_next_read(
+    harness: HubHarness,
+) -> None:
+    """The loop's batches are acknowledged with the shard's next read (no round trip of their
+    own): a batch is left pending only while it is being applied, and stopping acknowledges
+    the last one."""
+    redis = harness.hub.redis
+    d = harness.dispatcher("loop")
+    task = asyncio.create_task(d.run())
+
+    async def pending() -> int:
+        n = 0
+        for s in harness.hub.inbound_streams():
+            n += (await redis.xpending(s, keys.DISPATCH_GROUP))["pending"]
+        return n
+
+    try:
+        for i in range(5):
+            await harness.post_whatsapp(inbound_params(f"pesan {i}"))
+
+            async def on_ticket(i: int = i) -> bool:
+                tickets = await harness.tickets()
+                return bool(tickets) and tickets[0]["msg_count"] == str(i + 1)
+
+            await eventually(on_ticket)
+            await eventually(lambda: _zero(pending()))
+    finally:
+        d.stop()
+        await task
+    assert await pending() == 0
+    [t] = await harness.tickets()
+    full = await harness.ticket(t["id"])
+    assert [m["text"] for m in full["messages"] if m["direction"] == "in"] == [
+        f"pesan {i}" for i in range(5)
+    ]
+
+
+async def _zero(n: Awaitable[int]) -> bool:
+    return await n == 0
+
+
+async def test_a_new_tickets_events_follow_its_number_and_messages(harness: HubHarness) -> None:
+    """The consoles are told of a new ticket once it has its number (they show it), and its
+    ``queue.waiting`` comes after its messages' ``message.received``, in one call."""
+    published: list[tuple[dict[str, Any], str]] = []
+    d = harness.dispatcher("events")
+    bus, store = d.events, harness.hub.store
+
+    class Recording:
+        async def publish_many(self, events: Sequence[dict[str, Any]]) -> list[str]:
+            for e in events:
+                fields = await store.get_ticket_fields(e["ticket_id"])
+                published.append((e, fields.get("number", "")))
+            return await bus.publish_many(events)  # type: ignore[attr-defined, no-any-return]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(bus, name)
+
+    d.events = Recording()  # type: ignore[assignment]
+    await harness.post_whatsapp(inbound_params("pesan 1"))
+    await harness.post_whatsapp(inbound_params("pesan 2"))
+    for g in d.groups:
+        await g.ensure()
+        while entries := await g.read_new(100, None):
+            await d.process(g, entries)
+    types = [e["type"] for e, _ in published]
+    assert types == ["message.received", "message.received", "queue.waiting"]
+    assert all(number.startswith("KMN-") for _, number in published)
+    [t] = await harness.tickets()
+    assert {e["ticket_id"] for e, _ in published} == {t["id"]}

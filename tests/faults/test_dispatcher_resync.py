@@ -6,7 +6,7 @@ citizen's next message must not be applied before them."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from hub.ports import StreamEntry
@@ -28,8 +28,10 @@ class LosesOneAnswer:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.group, name)
 
-    async def read_new(self, count: int, block_ms: int | None) -> list[StreamEntry]:
-        got: list[StreamEntry] = await self.group.read_new(count, block_ms)
+    async def read_new(
+        self, count: int, block_ms: int | None, ack: Sequence[str] = ()
+    ) -> list[StreamEntry]:
+        got: list[StreamEntry] = await self.group.read_new(count, block_ms, ack)
         if got and not self.lost:
             self.lost = True
             await self.meanwhile()
