@@ -116,3 +116,24 @@ def search_identity(ident: str) -> str:
 def search_seq(seq: str) -> str:
     """Tickets whose number ends in this sequence (``KMN-2026-000123`` → ``123``)."""
     return f"{PREFIX}:{{search}}:s:{seq}"
+
+
+# -- archiving of closed tickets (adapters/redis_archive.py) ---------------------------------
+# Under ``{tickets}`` with the numbers and the list indexes, so that an archived ticket leaves
+# the indexes and gets its record in one atomic step.
+
+
+def archive_records() -> str:
+    """``t:<ticket id>`` and ``n:<number>`` → where the archived ticket is (JSON);
+    ``f:<file>`` → the bytes of that archive file that are committed."""
+    return f"{PREFIX}:{{tickets}}:archive"
+
+
+def archive_pending() -> str:
+    """Ticket id → its archive plan (JSON), from its file's commit until its keys are gone."""
+    return f"{PREFIX}:{{tickets}}:archive:pending"
+
+
+def archive_reports() -> str:
+    """``YYYY-MM`` → that month's report (JSON), saved before any of its tickets is archived."""
+    return f"{PREFIX}:{{tickets}}:archive:reports"

@@ -1,4 +1,4 @@
-"""The command line: ``python -m hub run | simulate | check-config``.
+"""The command line: ``python -m hub run | simulate | user | archive | check-config``.
 
 ``run`` plays every role in one process by default (what ``make run`` does, with ``--demo``);
 ``--role`` picks some of them for scaling out against a shared Redis (``--role intake
@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from hub import logging as hub_logging
+from hub.clock import Clock, SystemClock
 from hub.runtime import ROLES
 from hub.settings import (
     CloudWhatsAppAccount,
@@ -65,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     tg = sub.add_parser("telegram-webhook", help="point a Telegram bot at this hub (setWebhook)")
     tg.add_argument("--config", default=DEFAULT_CONFIG)
     tg.add_argument("account", help="the [channels.telegram.accounts.<name>] to configure")
+    arc = sub.add_parser(
+        "archive", help="move closed tickets past retention.archive_closed_after_days to files"
+    )
+    arc.add_argument("--config", default=DEFAULT_CONFIG)
+    arc.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
+    arc.add_argument(
+        "--days", type=int, default=None, help="this cut instead of the configured one (days)"
+    )
     chk = sub.add_parser("check-config", help="validate a configuration file and exit")
     chk.add_argument("--config", default=DEFAULT_CONFIG)
     return p
@@ -295,6 +304,44 @@ def _run_user_add(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+async def run_archive(
+    settings: Settings, dry_run: bool, days: int | None, clock: Clock | None = None
+) -> int:
+    """One archiving pass for operators, under the observer's ``archive`` lease (a pass
+    already running elsewhere is not raced; a dry run reads only and needs no lease)."""
+    from adapters.redis_lease import RedisLease
+    from hub.runtime import Hub
+
+    days = settings.retention.archive_closed_after_days if days is None else days
+    if days <= 0:
+        print("hub: archiving is off (retention.archive_closed_after_days = 0; or --days N)",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    hub = Hub(settings, frozenset(), clock=clock or SystemClock())
+    await hub.start()
+    lease = RedisLease(hub.redis, "archive")
+    try:
+        if not dry_run and not await lease.hold(hub.owner, 180_000):
+            print("hub: another process is archiving now (lease 'archive'); try later",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        job = hub.make_archiver(days)
+        keep = None if dry_run else (lambda: lease.hold(hub.owner, 180_000))
+        result = await job.run_once(dry_run=dry_run, keep=keep)
+    finally:
+        if not dry_run:
+            await lease.release(hub.owner)
+        await hub.stop()
+    verb = "would archive" if dry_run else "archived"
+    for tid, number in result.archived:
+        print(f"{verb} {number or '-'} {tid}")
+    skipped = ", ".join(f"{k} {v}" for k, v in sorted(result.skipped.items())) or "none"
+    print(f"{verb} {len(result.archived)} tickets; skipped: {skipped}; "
+          f"changed while archiving: {result.conflicts}; files: "
+          f"{', '.join(sorted(result.files)) or '-'} in {settings.archive_dir}")  # fmt: skip
+    return 0
+
+
 def _run_loop(coro: object) -> None:
     try:
         import uvloop
@@ -313,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "user":
         return _run_user_add(settings, args)
+    if args.command == "archive":
+        return asyncio.run(run_archive(settings, args.dry_run, args.days))
     if args.command == "telegram-webhook":
         return asyncio.run(_set_telegram_webhook(settings, args.account))
     if args.command == "simulate":

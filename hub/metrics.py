@@ -72,6 +72,13 @@ class HubMetrics:
             ["by"],
             registry=r,
         )
+        self.archived = Counter(
+            "hub_archived_tickets_total",
+            "Closed tickets moved from Redis to the archive files (archived), or left in Redis "
+            "because they changed while being archived (conflict)",
+            ["result"],
+            registry=r,
+        )
         # Gauges below are read from Redis when /metrics is scraped.
         self.stream_length = Gauge(
             "hub_stream_length", "Entries in a stream", ["stream"], registry=r

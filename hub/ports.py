@@ -354,3 +354,60 @@ class AlertStore(Protocol):
     async def health(self) -> dict[str, dict[str, Any]]: ...
 
     async def forget_health(self, names: list[str]) -> None: ...
+
+
+class ArchiveStore(Protocol):
+    """The Redis side of archiving closed tickets (``hub.archive``; adapters/redis_archive.py).
+    A *plan* is the JSON-able dict ``hub.archive.plan_of`` builds for one ticket: where its
+    document went and everything its keys' removal needs once the ticket itself is gone."""
+
+    async def candidates(self, status: str, before_ms: int, offset: int, limit: int) -> list[str]:
+        """Ticket ids in that status whose last activity is at most ``before_ms``, oldest
+        first, from the status index (``offset`` skips those already refused this run)."""
+        ...
+
+    async def ticket_fields(self, tids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Each ticket's fields ({} for a ticket that no longer exists)."""
+        ...
+
+    async def queued(self, tids: Sequence[str]) -> set[str]:
+        """Those waiting in a unit queue or held by an agent."""
+        ...
+
+    async def known(self, tids: Sequence[str]) -> set[str]:
+        """Those already archived or half-way (a record or a pending plan)."""
+        ...
+
+    async def lookup(self, ref: str) -> dict[str, Any] | None:
+        """An archived ticket's record, by ticket id or number."""
+        ...
+
+    async def committed_size(self, name: str) -> int | None:
+        """Bytes of archive file ``name`` that are committed (None: none recorded)."""
+        ...
+
+    async def start_file(self, name: str) -> None:
+        """Record a new archive file as committed at 0 bytes (before its first write)."""
+        ...
+
+    async def begin(self, name: str, size: int, plans: dict[str, dict[str, Any]]) -> None:
+        """The file's new committed size and the plans of the tickets it now holds, at once."""
+        ...
+
+    async def pending(self) -> dict[str, dict[str, Any]]: ...
+
+    async def delete_ticket(self, tid: str, plan: dict[str, Any]) -> str:
+        """The ticket's own keys, if unchanged: ``deleted`` | ``gone`` | ``changed``."""
+        ...
+
+    async def finish(self, tid: str, plan: dict[str, Any]) -> None:
+        """Everything else that named the ticket, then its record (idempotent)."""
+        ...
+
+    async def abandon(self, tid: str) -> None:
+        """Forget a plan whose ticket changed: it stays in Redis."""
+        ...
+
+    async def saved_reports(self, months: Sequence[str]) -> dict[str, str]: ...
+
+    async def save_report(self, month: str, report_json: str) -> bool: ...

@@ -41,7 +41,7 @@ import io
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -489,3 +489,27 @@ def timeline_csv(entries: Iterable[Mapping[str, Any]]) -> str:
         row = timeline_row(e)
         w.writerow({k: csv_text(v) for k, v in row.items()})
     return out.getvalue()
+
+
+def report_from_dict(data: Mapping[str, Any]) -> Report:
+    """A ``Report`` back from its ``as_dict()`` (every group): how a saved monthly report
+    (``hub.archive``) is served again once the month's tickets may have left Redis."""
+    names = set(ReportRow.__dataclass_fields__)
+    rows = [ReportRow(**{k: v for k, v in r.items() if k in names}) for r in data["rows"]]
+    period = Period(date.fromisoformat(data["from"]), date.fromisoformat(data["to"]))
+    return Report(period, float(data["as_of"]), rows)
+
+
+def export_document(ticket: Mapping[str, Any], exported_at: float, by: str) -> dict[str, Any]:
+    """Everything the hub holds on one ticket (``TicketStore.get_ticket``), as one document:
+    its fields and its timeline (messages, replies with delivery states, notes, status and
+    other audit events, merged tickets' entries included). One builder for the export
+    endpoint and the archive, so an archived ticket reads exactly like an exported one."""
+    fields = dict(ticket)
+    entries: list[dict[str, Any]] = fields.pop("messages", [])
+    return {
+        "ticket": fields,
+        "timeline": entries,
+        "exported_at": datetime.fromtimestamp(exported_at, UTC).isoformat(),
+        "exported_by": by,
+    }

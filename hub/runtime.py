@@ -28,6 +28,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from adapters import keys
 from adapters.blob_store import FileBlobStore
 from adapters.redis_alerts import RedisAlertStore
+from adapters.redis_archive import RedisArchive
 from adapters.redis_bus import InboundPublisher, Outbox, PipelinedGets, StreamGroup
 from adapters.redis_cluster_client import ClusterClient
 from adapters.redis_events import RedisEvents
@@ -51,6 +52,7 @@ from channels.telegram_alerts import TelegramAlertNotifier
 from hub.ack import Acknowledger
 from hub.alert_board import AlertBoard
 from hub.alerts import AlertEngine
+from hub.archive import ArchiveFiles, ArchivePolicy, Archiver
 from hub.auth import AuthService
 from hub.call_intake import call_tailers
 from hub.channelset import ChannelSet, TemplateSpec
@@ -145,6 +147,7 @@ class Hub:
         self.sender: Sender | None = None
         self.observer: Observer | None = None
         self.notifier: TelegramAlertNotifier | None = None
+        self.archiver: Archiver | None = None
 
     @property
     def redis_url(self) -> str:
@@ -227,6 +230,9 @@ class Hub:
         if s.sla.enabled and missing:
             log.warning("sla.holidays_missing", years=missing,
                         hint="add the SKB 3 Menteri holidays to [sla.hours] holidays")  # fmt: skip
+        # Archived tickets: every role may look one up (410 Gone, the archived document).
+        self.archive = RedisArchive(self.redis)
+        self.archive_files = ArchiveFiles(s.archive_dir)
         alert_store = RedisAlertStore(self.redis)
         self.health = HealthReporter(alert_store, self.clock)
         self.alert_board = AlertBoard(AlertEngine(s.alerts), alert_store)
@@ -286,6 +292,8 @@ class Hub:
             await self._start_intake()
         if "observer" in self.roles:
             self._start_observer()
+            if s.retention.archive_closed_after_days > 0:
+                self._start_archiver()
         log.info(
             "hub.started",
             roles=sorted(self.roles),
@@ -380,6 +388,30 @@ class Hub:
             )
         )
 
+    def make_archiver(self, days: int | None = None) -> Archiver:
+        """The archiving job on this hub's parts (``days`` overrides the setting: the CLI)."""
+        r = self.settings.retention
+        policy = ArchivePolicy(
+            r.archive_closed_after_days if days is None else days,
+            int(self.settings.hub.reopen_window_hours * 3_600_000),
+        )
+        return Archiver(
+            self.store, self.archive, self.archive_files, policy, self.sla, self.clock,
+            self.metrics, sorted(self.settings.units), r.batch_size, r.max_per_run,
+            r.every_minutes * 60,
+        )  # fmt: skip
+
+    def _start_archiver(self) -> None:
+        """Closed tickets past ``retention.archive_closed_after_days`` leave Redis for the
+        archive files (hub/archive.py): in the observer role, one process at a time (its own
+        lease, so a long pass never delays the alerts)."""
+        self.archiver = self.make_archiver()
+        self._tasks.append(
+            asyncio.create_task(
+                self.archiver.run(RedisLease(self.redis, "archive"), self.owner), name="archive"
+            )
+        )
+
     async def _keep_queue(self) -> None:
         """Lapsed claims go back to the queue; runs beside the dispatcher."""
         while self.dispatcher is not None and not self.dispatcher.stopping:
@@ -405,7 +437,7 @@ class Hub:
 
     async def stop(self) -> None:
         """Graceful: workers finish what they started; the rest stays pending for others."""
-        for w in (self.dispatcher, self.sender, self.intake, self.observer):
+        for w in (self.dispatcher, self.sender, self.intake, self.observer, self.archiver):
             if w is not None:
                 w.stop()
         self._mirror_stop.set()

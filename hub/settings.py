@@ -532,6 +532,24 @@ class ConsoleSection(_Section):
     default_language: Literal["id", "en"] = "id"
 
 
+class RetentionSection(_Section):
+    """How long closed tickets stay in Redis (docs/performance.md, "Archiving closed
+    tickets"). Off by default: nothing is ever deleted unless an operator chooses a cut."""
+
+    archive_closed_after_days: int = Field(
+        0,
+        ge=0,
+        description="closed tickets (and resolved ones past the reopen window) whose last "
+        "activity is older than this many days move from Redis to the archive files; 0 = off",
+    )
+    archive_dir: Path | None = Field(
+        None, description="where the archive files go; default <hub.data_dir>/archive"
+    )
+    every_minutes: float = Field(60.0, gt=0, description="how often the observer archives")
+    batch_size: int = Field(200, ge=1, le=5000, description="tickets read per step")
+    max_per_run: int = Field(20_000, ge=1, description="tickets archived per run at most")
+
+
 class CannedResponse(_Section):
     """A ready answer; {name}, {ticket_number} and {agent} are filled in."""
 
@@ -558,6 +576,12 @@ class Settings(_Section):
     canned: dict[AccountName, CannedResponse] = Field(default_factory=dict)
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     sla: SlaSection = Field(default_factory=SlaSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)  # type: ignore[arg-type]
+
+    @property
+    def archive_dir(self) -> Path:
+        """Where archived tickets and the saved monthly reports are written."""
+        return self.retention.archive_dir or self.hub.data_dir / "archive"
 
     @model_validator(mode="after")
     def _units_exist(self) -> Settings:

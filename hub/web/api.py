@@ -116,9 +116,32 @@ async def ticket_id(request: web.Request) -> str:
     hub = request.app[HUB]
     tid = await hub.store.resolve_ticket_ref(ref)
     if tid is None:
+        record = await archived_record(request, ref)
+        if record is not None:
+            raise Bad(
+                error(
+                    410,
+                    "archived",
+                    f"ticket {ref!r} was archived on {record['archived_at']} to "
+                    f"{record['file']}; supervisors read it with ?archived=1 on its export",
+                    file=record["file"],
+                    archived_at=record["archived_at"],
+                    ticket_id=record["id"],
+                    number=record.get("number", ""),
+                )
+            )
         raise Bad(error(404, "not_found", f"no ticket {ref!r}"))
     await hub.actions.visible(request[PRINCIPAL], tid)
     return tid
+
+
+async def archived_record(request: web.Request, ref: str) -> dict[str, Any] | None:
+    """The archive record of ``ref`` (id or number) if the caller may see its unit (like a
+    live ticket: 404 for other units, so numbers cannot be probed)."""
+    record = await request.app[HUB].archive.lookup(ref)
+    if record is None or not request[PRINCIPAL].can_see(record.get("unit", "general")):
+        return None
+    return record
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:

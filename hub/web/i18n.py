@@ -384,6 +384,9 @@ ID: dict[str, str] = {
     "err.bad_request": "Permintaan tidak valid.",
     "err.not_found_title": "Tidak ditemukan",
     "err.not_found": "Tiket atau halaman ini tidak ada, atau bukan milik unit kerja Anda.",
+    "err.archived_title": "Tiket diarsipkan",
+    "err.archived": "Tiket {number} sudah diarsipkan ({at}) ke berkas {file}. Supervisor dapat "
+    "membacanya lewat ekspor tiket dengan ?archived=1.",
     "err.invalid_parameter": "Parameter pencarian tidak valid: {detail}",
     "err.search_unavailable": "Pencarian sedang tidak tersedia.",
     "err.generic": "Permintaan ditolak: {detail}",
@@ -757,6 +760,9 @@ EN: dict[str, str] = {
     "err.bad_request": "Invalid request.",
     "err.not_found_title": "Not found",
     "err.not_found": "This ticket or page does not exist, or it is not in your units.",
+    "err.archived_title": "Ticket archived",
+    "err.archived": "Ticket {number} was archived ({at}) to the file {file}. Supervisors can "
+    "read it through the ticket export with ?archived=1.",
     "err.invalid_parameter": "Invalid search parameter: {detail}",
     "err.search_unavailable": "Search is unavailable right now.",
     "err.generic": "Request refused: {detail}",

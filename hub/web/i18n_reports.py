@@ -71,6 +71,9 @@ ID: dict[str, str] = {
     "reports.err.bad_date": "Tanggal tidak valid ({raw}): gunakan format TTTT-BB-HH.",
     "reports.err.reversed": "Tanggal akhir ({last}) lebih awal dari tanggal awal ({first}).",
     "reports.err.too_long": "Periode {days} hari terlalu panjang: paling lama {max} hari.",
+    "reports.err.archived": "Tiket yang dibuat pada {months} sudah diarsipkan: laporan bulan "
+    "tersebut tersedia untuk satu bulan penuh saja (tanggal 1 sampai akhir bulan). Minta "
+    "hari-hari lainnya secara terpisah.",
 }
 
 EN: dict[str, str] = {
@@ -139,4 +142,7 @@ EN: dict[str, str] = {
     "reports.err.bad_date": "Not a valid date ({raw}): use YYYY-MM-DD.",
     "reports.err.reversed": "The end date ({last}) is before the start date ({first}).",
     "reports.err.too_long": "A period of {days} days is too long: at most {max} days.",
+    "reports.err.archived": "Tickets created in {months} are archived: their saved report "
+    "covers one whole month only (from the 1st to its last day). Ask for the other days "
+    "separately.",
 }

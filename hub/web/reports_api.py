@@ -7,23 +7,24 @@ that ``hub.web.openapi`` can import it without an import cycle.
 
 from __future__ import annotations
 
+import asyncio
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from hub.archive import period_report
 from hub.reports import (
     GROUPS,
     Period,
     PeriodError,
     Report,
-    load_report,
+    export_document,
     parse_period,
     report_csv,
     timeline_csv,
 )
-from hub.web.api import Bad, json_errors, ticket_id
+from hub.web.api import Bad, archived_record, json_errors, ticket_id
 from hub.web.auth import PRINCIPAL, require
 from hub.web.common import HUB, error
 
@@ -52,8 +53,15 @@ def groups_of(request: web.Request) -> tuple[str, ...]:
 
 
 async def report_of(request: web.Request, period: Period) -> Report:
+    """Computed from the tickets, or a saved month's report once its tickets may be archived;
+    409 for a period that only partly covers archived months (it would undercount)."""
     hub = request.app[HUB]
-    return await load_report(hub.store, hub.sla, period, hub.clock.now(), list(hub.settings.units))
+    try:
+        return await period_report(
+            hub.store, hub.archive, hub.sla, period, hub.clock.now(), list(hub.settings.units)
+        )
+    except PeriodError as exc:
+        raise Bad(error(409, "archived_period", str(exc), **exc.values)) from None
 
 
 def _csv(text: str, filename: str) -> web.Response:
@@ -89,28 +97,45 @@ async def get_report_csv(request: web.Request) -> web.Response:
 async def export_ticket(request: web.Request) -> web.Response:
     """Everything the hub holds on one ticket, for a complaint file or an audit: its fields
     and its timeline (messages, replies with delivery states, notes, status and other
-    audit events, in order, merged tickets' entries included)."""
+    audit events, in order, merged tickets' entries included). An archived ticket answers
+    410 Gone saying where it is; with ``archived=1`` a supervisor gets its archived document
+    back from the archive file."""
     hub = request.app[HUB]
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "csv"):
         return error(400, "invalid_parameter", "format must be json or csv")
+    if request.query.get("archived") in ("1", "true"):
+        return await _archived_export(request, fmt)
     tid = await ticket_id(request)
     ticket = await hub.store.get_ticket(tid)
     if ticket is None:
         return error(404, "not_found", "no such ticket")
-    entries: list[dict[str, Any]] = ticket.pop("messages")
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", str(ticket.get("number") or tid))
+    doc = export_document(ticket, hub.clock.now(), request[PRINCIPAL].name)
     if fmt == "csv":
-        return _csv(timeline_csv(entries), f"tiket-{name}.csv")
-    exported = datetime.fromtimestamp(hub.clock.now(), UTC).isoformat()
-    return web.json_response(
-        {
-            "ticket": ticket,
-            "timeline": entries,
-            "exported_at": exported,
-            "exported_by": request[PRINCIPAL].name,
-        }
+        return _csv(timeline_csv(doc["timeline"]), f"tiket-{_file_part(ticket, tid)}.csv")
+    return web.json_response(doc)
+
+
+def _file_part(ticket: dict[str, Any], tid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(ticket.get("number") or tid))
+
+
+async def _archived_export(request: web.Request, fmt: str) -> web.Response:
+    """The archived document of a ticket, read back from its archive file (supervisors)."""
+    require(request, supervisor=True)
+    hub = request.app[HUB]
+    ref = request.match_info["ticket"]
+    record = await archived_record(request, ref)
+    if record is None:
+        return error(404, "not_found", f"no archived ticket {ref!r}")
+    doc = await asyncio.to_thread(
+        hub.archive_files.read, record["file"], int(record["offset"]), record["id"]
     )
+    if doc is None:
+        return error(404, "not_found", f"ticket {ref!r} is not in {record['file']}")
+    if fmt == "csv":
+        return _csv(timeline_csv(doc["timeline"]), f"tiket-{_file_part(doc['ticket'], ref)}.csv")
+    return web.json_response(doc)
 
 
 def setup(app: web.Application) -> None:
@@ -129,6 +154,8 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or bad token",
         403: "Supervisors only",
         404: "Not found",
+        409: "The period partly covers archived months",
+        410: "The ticket is archived",
     }
     return {
         str(c): {"description": names[c], "content": {"application/json": {"schema": _ERR}}}
@@ -171,7 +198,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "description": "The report",
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
-                **_errors(400, 401, 403),
+                **_errors(400, 401, 403, 409),
             },
         }
     },
@@ -180,7 +207,7 @@ OPENAPI_PATHS: dict[str, Any] = {
             "summary": "The same report as CSV, one row per group (supervisors)",
             "tags": ["supervision"],
             "parameters": _PERIOD_PARAMS,
-            "responses": {"200": _CSV_OK, **_errors(400, 401, 403)},
+            "responses": {"200": _CSV_OK, **_errors(400, 401, 403, 409)},
         }
     },
     EXPORT_PATH: {
@@ -201,6 +228,13 @@ OPENAPI_PATHS: dict[str, Any] = {
                     "in": "query",
                     "schema": {"type": "string", "enum": ["json", "csv"]},
                 },
+                {
+                    "name": "archived",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["1"]},
+                    "description": "An archived ticket's document, read back from its archive "
+                    "file (supervisors)",
+                },
             ],
             "responses": {
                 "200": {
@@ -210,7 +244,7 @@ OPENAPI_PATHS: dict[str, Any] = {
                         "text/csv": {"schema": {"type": "string"}},
                     },
                 },
-                **_errors(400, 401, 404),
+                **_errors(400, 401, 403, 404, 410),
             },
         }
     },

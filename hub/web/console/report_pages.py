@@ -9,7 +9,8 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from hub.reports import Period, PeriodError, Report, ReportRow, load_report, parse_period
+from hub.archive import period_report
+from hub.reports import Period, PeriodError, Report, ReportRow, parse_period
 from hub.web.console.view import View
 
 # The groups the page shows, in this order (unit × channel is in the CSV and the API).
@@ -98,21 +99,22 @@ async def reports_page(request: web.Request) -> web.Response:
     hub = view.hub
     asked = request.query.get("group", "")
     group = asked if asked in SECTIONS else ""
+    period: Period | None = None
     try:
         period = parse_period(request.query.get("from"), request.query.get("to"), hub.clock.now())
+        report = await period_report(
+            hub.store, hub.archive, hub.sla, period, hub.clock.now(), list(hub.settings.units)
+        )
     except PeriodError as exc:
         message = view.t(f"reports.err.{exc.code}", **exc.values)
         return view.render(
             "reports.html",
-            400,
+            409 if exc.code == "archived" else 400,
             page="reports",
             error=message,
             sections=[],
-            **_form(view, None, group),
+            **_form(view, period, group),
         )
-    report = await load_report(
-        hub.store, hub.sla, period, hub.clock.now(), list(hub.settings.units)
-    )
     sections = [_section(view, report, g) for g in ((group,) if group else SECTIONS)]
     query = {"from": period.first.isoformat(), "to": period.last.isoformat()}
     csv_query = {**query, "group": group} if group else query

@@ -13,7 +13,7 @@ async def ticket_page(request: web.Request) -> web.Response:
     view = await View.of(request)
     found = await view.visible_ticket()
     if found is None:
-        return view.not_found()
+        return await view.not_found_or_archived()
     ctx = await ticket_context(view, found[0], wants_all(request))
     if ctx is None:
         return view.not_found()

@@ -7,6 +7,7 @@ import base64
 import binascii
 import dataclasses
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -223,6 +224,25 @@ class View:
                 path="/", samesite="Lax", httponly=True, secure=secure(self.request),
             )  # fmt: skip
         return resp
+
+    async def not_found_or_archived(self) -> web.Response:
+        """404, or 410 Gone naming the archive file when the ticket in the path was archived
+        (and is of this person's units: other units' numbers cannot be probed)."""
+        record = await self.hub.archive.lookup(self.request.match_info["ref"])
+        if record is None or not self.me.can_see(record.get("unit", "general")):
+            return self.not_found()
+        return self.render(
+            "error.html",
+            410,
+            page="error",
+            title=self.t("err.archived_title"),
+            message=self.t(
+                "err.archived",
+                number=record.get("number") or record["id"],
+                file=record["file"],
+                at=self.t.when_full(datetime.fromisoformat(record["archived_at"]).timestamp()),
+            ),
+        )
 
     def not_found(self) -> web.Response:
         return self.render(
