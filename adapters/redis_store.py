@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -89,13 +89,18 @@ class RedisStore:
         return [cids[i] for i in identities]
 
     async def apply_messages(
-        self, items: Sequence[tuple[str, Message, Route]], reopen_window_ms: int
+        self,
+        items: Sequence[tuple[str, Message, Route]],
+        reopen_window_ms: int,
+        texts: Mapping[str, str] | None = None,
     ) -> list[Applied]:
         """Store (contact id, message, route) triples in order, one script call each, all in
         one round trip. The answer is an ``AppliedBatch``: it also carries each ticket's
         indexed fields as the batch left them, for ``reindex_rows`` (no round trip to read
-        the tickets again)."""
+        the tickets again). ``texts``: message id → the message's JSON as the inbound stream
+        holds it (``message_json`` of the same message): stored as it is, not encoded again."""
         script = self.scripts.apply_message
+        texts = texts or {}
         commands = [
             self.pipe.script_command(
                 script,
@@ -103,7 +108,7 @@ class RedisStore:
                 [
                     msg.id,
                     f"{msg.channel}:{msg.account}:{msg.provider_id}",
-                    message_json(msg),
+                    texts.get(msg.id) or message_json(msg),
                     int(msg.received_at * 1000),
                     reopen_window_ms,
                     msg.channel,

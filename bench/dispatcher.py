@@ -319,7 +319,8 @@ async def bench(args: argparse.Namespace) -> int:
 
         before = await minimal(0)
 
-        # the hub's dispatcher
+        # the hub's dispatcher; Redis's command statistics cover its run alone
+        await r.config_resetstat()
         hub = await timed_run(
             procs,
             "hub",
@@ -334,6 +335,7 @@ async def bench(args: argparse.Namespace) -> int:
             f"hub dispatcher: {len(msgs):,} in {hub['seconds']:.2f} s = {hub_rate:,.0f} msg/s"
             + ("" if hub["done"] else f" (NOT DONE: {hub['delivered']:,} delivered)")
         )
+        stats = await r.info("commandstats")
         await procs.stop("hub")
         after = await minimal(1)
         min_rate = (before["rate"] + after["rate"]) / 2
@@ -368,6 +370,7 @@ async def bench(args: argparse.Namespace) -> int:
         f.note("whole run (s)", f"{time.perf_counter() - t_start:.0f}")
         say("")
         say(f.render())
+        say("\n" + redis_time_by_command(stats, n))
         if hub["profile"] is not None and hub["profile"].exists():
             say(f"\nhub profile (py-spy, {hub['profile']}):")
             say(summarize_profile(hub["profile"], args.profile_top))
@@ -385,6 +388,22 @@ async def bench(args: argparse.Namespace) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             say(f"logs kept in {tmp}")
+
+
+def redis_time_by_command(stats: dict[str, Any], n: int, top: int = 14) -> str:
+    """Where Redis's time went during the hub's run (``INFO commandstats``, reset before it):
+    µs per message by command, the commands its scripts call counted on their own and inside
+    their script's (EVALSHA's) time, so the script's own overhead is EVALSHA minus them."""
+    rows = sorted(
+        ((name.removeprefix("cmdstat_"), v["usec"], v["calls"]) for name, v in stats.items()),
+        key=lambda row: -row[1],
+    )
+    lines = [f"redis time by command during the hub's run (µs per message; {n:,} messages):"]
+    for name, usec, calls in rows[:top]:
+        per_call = usec / max(calls, 1)
+        lines.append(f"  {name:<12} {usec / n:7.1f} µs  {calls / n:6.2f} calls/msg  "
+                     f"{per_call:6.2f} µs/call")  # fmt: skip
+    return "\n".join(lines)
 
 
 def _parser() -> argparse.ArgumentParser:

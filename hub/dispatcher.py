@@ -29,7 +29,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -317,7 +317,8 @@ class Dispatcher:
         start = time.perf_counter()
         held_back: set[str] = set()  # citizens (senders) whose entry failed in this batch
         try:
-            applied = await self.apply([m for _, m in ready])
+            texts = {m.id: e.fields["m"] for e, m in ready}
+            applied = await self.apply([m for _, m in ready], texts)
             if ack_later is None:
                 await group.ack([e.id for e, _ in ready])
             else:
@@ -419,10 +420,13 @@ class Dispatcher:
         if await self._ack_needed(a):
             await self.ack.ensure(a, m, number, fields)
 
-    async def apply(self, msgs: Sequence[Message]) -> list[Applied]:
+    async def apply(
+        self, msgs: Sequence[Message], texts: Mapping[str, str] | None = None
+    ) -> list[Applied]:
         """Correlate and store; every step is idempotent, so a retry converges. Side events
         (echoes, retractions, reactions) follow the batch's messages: a retraction may name a
-        message of the same batch."""
+        message of the same batch. ``texts``: message id → its JSON as read from the stream,
+        stored as it is (``TicketStore.apply_messages``)."""
         all_cids = await self.store.resolve_contacts([m.sender for m in msgs])
         side = [(c, m) for c, m in zip(all_cids, msgs, strict=True) if m.kind in SIDE_KINDS]
         if side:
@@ -432,7 +436,7 @@ class Dispatcher:
             cids, msgs = [c for c, _ in pairs], [m for _, m in pairs]
         else:
             cids = all_cids
-        applied = await self._apply_messages(cids, msgs) if msgs else []
+        applied = await self._apply_messages(cids, msgs, texts) if msgs else []
         self._count(applied, msgs)
         for cid, m in side:
             outcome = await self.side.apply(cid, m)
@@ -440,9 +444,11 @@ class Dispatcher:
             log.info("side_event.applied", channel=m.channel, message_id=m.id, outcome=outcome)
         return applied
 
-    async def _apply_messages(self, cids: Sequence[str], msgs: Sequence[Message]) -> list[Applied]:
+    async def _apply_messages(
+        self, cids: Sequence[str], msgs: Sequence[Message], texts: Mapping[str, str] | None
+    ) -> list[Applied]:
         items = await self._routes(cids, msgs)
-        applied = await self.store.apply_messages(items, self.opt.reopen_window_ms)
+        applied = await self.store.apply_messages(items, self.opt.reopen_window_ms, texts)
         hints = [
             (h, a.ticket_id) for a, m in zip(applied, msgs, strict=True) for h in m.thread_hints
         ]

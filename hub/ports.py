@@ -6,7 +6,7 @@ wires them in.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -80,7 +80,10 @@ class TicketStore(Protocol):
     async def resolve_contacts(self, identities: Sequence[str]) -> list[str]: ...
 
     async def apply_messages(
-        self, items: Sequence[tuple[str, Message, Route]], reopen_window_ms: int
+        self,
+        items: Sequence[tuple[str, Message, Route]],
+        reopen_window_ms: int,
+        texts: Mapping[str, str] | None = None,
     ) -> list[Applied]: ...
 
     async def add_event(
