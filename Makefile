@@ -47,7 +47,7 @@ CLUSTER_SMOKE := tests/test_whatsapp_flow.py tests/test_replies.py \
 	tests/email/test_email_flow.py tests/telegram/test_telegram_flow.py \
 	tests/instagram/test_instagram_flow.py tests/portal/test_portal_flow.py \
 	tests/calls/test_call_flow.py tests/test_dashboard.py tests/test_observer.py \
-	tests/test_shard_balance.py tests/test_observer_role.py \
+	tests/test_shard_balance.py tests/test_observer_role.py tests/test_archive.py \
 	tests/test_console_core.py::test_live_events_and_resume_after_disconnect \
 	tests/test_console_core.py::test_concurrent_claims_never_share_or_lose_a_ticket \
 	tests/test_console_core.py::test_wrong_password_and_lockout \

@@ -360,13 +360,18 @@ class Archiver:
         cut_ms = now_ms - self.policy.after_days * DAY_MS
         for status in ("closed", "resolved"):
             offset = 0
+            passed: set[str] = set()  # read from this index so far (all at positions < offset)
             while len(result.archived) < self.max_per_run and not self._stop.is_set():
                 tids = await self.archive.candidates(status, cut_ms, offset, self.batch_size)
                 if not tids:
                     break
-                done = await self._batch(tids, now_ms, dry_run, result)
-                # archived ones left the index; refused ones (and a dry run's) are still there
-                offset += len(tids) - (0 if dry_run else done)
+                passed.update(tids)
+                gone = await self._batch(tids, now_ms, dry_run, result)
+                # archived ones left the index; refused ones (and a dry run's) are still there.
+                # A ticket merged into one of this batch went with it: if an earlier batch
+                # had passed it (skipped, waiting for its target), the index shrank before
+                # the offset too, and the next batch must start that much earlier.
+                offset += len(tids) - sum(1 for t in gone if t in passed)
                 if keep is not None and not await keep():
                     result.stopped = True
                     return result
@@ -376,8 +381,9 @@ class Archiver:
 
     async def _batch(
         self, tids: list[str], now_ms: int, dry_run: bool, result: ArchiveResult
-    ) -> int:
-        """Archive what may be of these candidates; returns how many left the index."""
+    ) -> list[str]:
+        """Archive what may be of these candidates (and the tickets merged into them);
+        returns the ids that left the index."""
         fields = await self.archive.ticket_fields(tids)
         related = {
             r
@@ -415,13 +421,13 @@ class Archiver:
                 result.archived += [(t, fields[t].get("number", "")) for t in group]
             log.info("archive.batch", dry_run=True, candidates=len(tids),
                      eligible=sum(len(g) for g in groups), skipped=dict(skipped))  # fmt: skip
-            return 0
+            return []
         archived = await self._write_and_delete([t for g in groups for t in g], result)
         log.info(
             "archive.batch", candidates=len(tids), archived=len(archived),
             skipped=dict(skipped), conflicts=result.conflicts, ticket_ids=archived,
         )  # fmt: skip
-        return sum(1 for t in archived if t in fields and t in tids)
+        return archived
 
     async def _write_and_delete(self, tids: list[str], result: ArchiveResult) -> list[str]:
         now = self.clock.now()

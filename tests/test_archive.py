@@ -232,3 +232,125 @@ async def test_cli_dry_run_lists_without_deleting(
     assert (await h.ticket(ids["A"]))["status"] == "closed"
     assert not (h.settings.archive_dir / "2026-09.jsonl.gz").exists()
     assert await h.hub.redis.hlen("hub:{tickets}:archive:reports") == 0
+
+
+# -- what is not archived (yet): queued or held tickets, merged tickets ------------------------
+
+
+async def test_a_closed_ticket_still_queued_or_held_stays(harness_factory: Factory) -> None:
+    """Closing and leaving the queue are two steps: a ticket caught between them (a crash,
+    or a claim racing the close) is waiting in a queue or on an agent's desk. It stays whole
+    until the queue lets it go, then the next run archives it."""
+    h = await _harness(harness_factory)
+    ids = await _scenario(h)
+    queue = h.hub.queue.queue
+    assert await queue.enqueue(ids["A"], "general", 0) == "waiting"  # though closed
+
+    result = await h.hub.make_archiver().run_once()
+    assert result.archived == []
+    assert result.skipped == {"queued": 1}
+    assert (await h.ticket(ids["A"]))["status"] == "closed"
+    assert not (h.settings.archive_dir / "2026-09.jsonl.gz").exists()
+    assert await h.hub.redis.hlen("hub:{tickets}:archive:reports") == 0  # nothing to save yet
+
+    status, tid = await queue.claim("ani", [], 600_000, ids["A"], int(DEC_01 * 1000))
+    assert (status, tid) == ("ok", ids["A"])  # now held by an agent
+    assert await queue.holder(ids["A"]) == ("ani", int(DEC_01 * 1000) + 600_000)
+    result = await h.hub.make_archiver().run_once()
+    assert result.archived == []
+    assert result.skipped == {"queued": 1}
+    assert (await h.ticket(ids["A"]))["status"] == "closed"
+
+    await h.hub.queue.done(ids["A"])  # off the desk
+    result = await h.hub.make_archiver().run_once()
+    assert [t for t, _ in result.archived] == [ids["A"]]
+    assert [x["ticket"]["id"] for x in _lines(h)] == [ids["A"]]
+
+
+async def _merged(h: HubHarness) -> dict[str, str]:
+    """On 21 September A writes (X) and B writes (Y); X is merged into Y at 09:20. C writes
+    at 11:00 (Z). All three stay open or merged until the test says otherwise."""
+    ids = {"X": await _write(h, MON_0900, A, "Pesangon saya tidak dibayar")}
+    ids["Y"] = await _write(h, MON_0900 + 600, B, "Pesangon teman saya juga belum dibayar")
+    h.clock.t = MON_0900 + 1200
+    merged = await _ok(h, "POST", f"/api/v1/tickets/{ids['X']}/merge", json={"into": ids["Y"]})
+    assert merged == {"merged": ids["X"], "into": ids["Y"]}
+    ids["Z"] = await _write(h, MON_0900 + 2 * HOUR, C, "Cuti tidak diberikan")
+    return ids
+
+
+async def test_a_merged_ticket_waits_for_its_target_and_goes_with_it(
+    harness_factory: Factory,
+) -> None:
+    """X (merged into Y, closed by the merge) is old enough on 1 December, but Y is open: X
+    waits. Y and Z are closed on 1 December; on 5 January all three go, X and Y together,
+    even when they come one per batch (X's batch passed before Y's took it along)."""
+    h = await harness_factory(retention__archive_closed_after_days=30, retention__batch_size=1)
+    ids = await _merged(h)
+    h.clock.t = DEC_01
+    result = await h.hub.make_archiver().run_once()
+    assert result.archived == []
+    assert result.skipped == {"merged_into": 1}
+    assert (await h.ticket(ids["X"]))["merged_into"] == ids["Y"]
+
+    h.clock.t = DEC_01 + HOUR
+    await _ok(h, "POST", f"/api/v1/tickets/{ids['Y']}/status", json={"status": "closed"})
+    h.clock.t = DEC_01 + 2 * HOUR
+    await _ok(h, "POST", f"/api/v1/tickets/{ids['Z']}/status", json={"status": "closed"})
+    y_export = await _ok(h, "GET", f"/api/v1/tickets/{ids['Y']}/export")
+    numbers = {k: (await h.ticket(v))["number"] for k, v in ids.items()}
+
+    h.clock.t = DEC_01 + 35 * DAY  # 5 January 2027: the closed index is X (Sep), Y, Z (Dec)
+    result = await h.hub.make_archiver().run_once()
+    assert sorted(t for t, _ in result.archived) == sorted(ids.values())
+    assert result.skipped == {"merged_into": 1}  # X in its own batch; it went with Y
+    docs = {x["ticket"]["id"]: x for x in _lines(h)}
+    assert set(docs) == set(ids.values())
+    assert docs[ids["X"]]["ticket"]["merged_into"] == ids["Y"]
+    assert docs[ids["Y"]]["ticket"]["merged_from"] == [ids["X"]]
+    assert docs[ids["Y"]]["timeline"] == y_export["timeline"]  # X's messages included
+    assert any(e.get("from_ticket") == ids["X"] for e in docs[ids["Y"]]["timeline"])
+    x_rec, y_rec = [await h.hub.archive.lookup(ids[k]) for k in "XY"]
+    assert x_rec is not None
+    assert y_rec is not None
+    assert x_rec["offset"] == y_rec["offset"]  # one batch, one gzip member
+    for k in ids:
+        status, body = await h.api("GET", f"/api/v1/tickets/{numbers[k]}/export")
+        assert status == 410, (k, body)
+    for k in "XY":
+        cid, n = ids[k].split(".")
+        assert await _keys(h, f"hub:c:{{{cid}}}:t:{n}*") == []
+    assert await h.hub.redis.hlen("hub:{tickets}:archive:pending") == 0
+    assert await h.tickets(limit="50", status="closed") == []
+
+
+async def test_a_merge_target_waits_for_its_recent_merged_ticket(
+    harness_factory: Factory,
+) -> None:
+    """Y (X merged into it) was closed in September, but a note went on X on 25 November:
+    on 1 December X is recent, so Y is skipped (``merge_partner``) and X waits for Y (which
+    it would anyway): both stay whole. Once X is old enough both go together."""
+    h = await _harness(harness_factory)
+    ids = await _merged(h)
+    h.clock.t = MON_0900 + HOUR
+    await _ok(h, "POST", f"/api/v1/tickets/{ids['Y']}/status", json={"status": "closed"})
+    h.clock.t = NOV_20 + 5 * DAY
+    await _ok(h, "POST", f"/api/v1/tickets/{ids['X']}/notes", json={"text": "Salinan PKB"})
+
+    h.clock.t = DEC_01
+    result = await h.hub.make_archiver().run_once()
+    assert result.archived == []
+    assert result.skipped["merge_partner"] == 1
+    assert result.skipped["recent"] == 1  # X: still listed by its close, changed since
+    assert sum(result.skipped.values()) == 2
+    for k in "XY":
+        assert (await h.ticket(ids[k]))["status"] == "closed"
+        assert await h.hub.archive.lookup(ids[k]) is None
+    assert not (h.settings.archive_dir / "2026-09.jsonl.gz").exists()
+    assert await h.hub.redis.hlen("hub:{tickets}:archive:reports") == 0
+
+    h.clock.t = NOV_20 + 36 * DAY  # 26 December: the note is 31 days old
+    result = await h.hub.make_archiver().run_once()
+    assert sorted(t for t, _ in result.archived) == sorted([ids["X"], ids["Y"]])
+    x_doc = next(x for x in _lines(h) if x["ticket"]["id"] == ids["X"])
+    assert x_doc["timeline"][-1]["text"] == "Salinan PKB"

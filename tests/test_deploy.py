@@ -171,8 +171,8 @@ def test_kubernetes_manifests_name_real_roles_ports_probes_and_routes() -> None:
         )
         labels = d["spec"]["template"]["metadata"]["labels"]
         assert d["spec"]["selector"]["matchLabels"].items() <= labels.items()
-    [pvc] = _by_kind(docs, "PersistentVolumeClaim").values()
-    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    for pvc in _by_kind(docs, "PersistentVolumeClaim").values():  # attachments, archive
+        assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
     web_labels = deployments["hub-web"]["spec"]["template"]["metadata"]["labels"]
     assert _by_kind(docs, "Service")["hub-web"]["spec"]["selector"].items() <= web_labels.items()
     [ingress] = _by_kind(docs, "Ingress").values()
@@ -209,6 +209,65 @@ def test_compose_and_image_use_only_files_that_exist() -> None:
         'ENTRYPOINT ["python", "-m", "hub", "run", "--config", "/etc/kemnaker-hub/hub.toml"]'
         in (dockerfile)
     )
+
+
+def test_web_and_observer_share_the_archive_volume() -> None:
+    """Archived tickets (hub/archive.py): the observer (in intake) writes them under
+    ``settings.archive_dir``, every web process reads them back (``?archived=1``): in compose
+    and in Kubernetes both mount the same volume there, the web read-only, and the
+    Kubernetes claim is ReadWriteMany (web pods and intake pods on different nodes)."""
+    settings = load_settings(K8S / "hub.toml", _env_example())
+    archive = str(settings.archive_dir)
+    assert archive == f"{settings.hub.data_dir}/archive"  # the default the mounts follow
+    assert settings.retention.archive_closed_after_days == 0  # off until an operator says
+
+    # compose: one named volume, mounted in web (read-only) and intake (read-write)
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+
+    def compose_mount(service: str) -> tuple[str, str]:
+        [(source, mode)] = [
+            (m.split(":")[0], [*m.split(":"), "rw"][2])
+            for m in compose["services"][service]["volumes"]
+            if m.split(":")[1] == archive
+        ]
+        return source, mode
+
+    web_source, web_mode = compose_mount("web")
+    intake_source, intake_mode = compose_mount("intake")
+    assert web_source == intake_source
+    assert web_source in compose["volumes"]  # a named volume, not a directory of one host
+    assert (web_mode, intake_mode) == ("ro", "rw")
+    assert "observer" in compose["services"]["intake"]["command"]
+    for service in ("web", "intake"):  # the rest of x-hub's mounts are kept
+        mounts = {m.split(":")[1] for m in compose["services"][service]["volumes"]}
+        assert {"/etc/kemnaker-hub/hub.toml", str(settings.hub.data_dir)} <= mounts, service
+
+    # Kubernetes: one ReadWriteMany claim, mounted in hub-web (read-only) and hub-intake
+    docs = _k8s_docs()
+    deployments = _by_kind(docs, "Deployment")
+    claims = _by_kind(docs, "PersistentVolumeClaim")
+
+    def k8s_mount(name: str) -> tuple[str, bool]:
+        d = deployments[name]
+        [mount] = [m for m in _container(d)["volumeMounts"] if m["mountPath"] == archive]
+        volumes = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
+        return volumes[mount["name"]]["persistentVolumeClaim"]["claimName"], bool(
+            mount.get("readOnly")
+        )
+
+    web_claim, web_ro = k8s_mount("hub-web")
+    intake_claim, intake_ro = k8s_mount("hub-intake")
+    assert web_claim == intake_claim
+    assert (web_ro, intake_ro) == (True, False)
+    assert claims[web_claim]["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert "observer" in _roles(_container(deployments["hub-intake"])["args"])
+    # the image has the directory, owned by the hub's user (a new volume takes its owner)
+    dockerfile = " ".join((DEPLOY / "Dockerfile").read_text().replace("\\\n", " ").split())
+    owned = f"install -d -o kemnaker-hub -g kemnaker-hub {settings.hub.data_dir} {archive}"
+    assert owned in dockerfile
+    # systemd: the one directory the hub may write covers the archive
+    unit = (DEPLOY / "systemd" / "kemnaker-hub@.service").read_text()
+    assert f"ReadWritePaths={settings.hub.data_dir}\n" in unit
 
 
 def test_runtime_lock_has_the_same_pins_as_the_full_lock() -> None:
