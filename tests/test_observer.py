@@ -213,10 +213,11 @@ async def test_a_provider_that_stops_answering_is_a_source_alert(harness_factory
     obs = h.observer()
     await _citizens(h, "+6281234567890")
     [t] = await h.tickets()
-    for _ in range(3):  # the acknowledgement and the reply both meet a failing Twilio
+    for _ in range(3):  # the acknowledgement and two replies all meet a failing Twilio
         h.fake.script.append(TwilioScripted(503, message="Service Unavailable"))
-    status, _ = await h.api("POST", f"/api/v1/tickets/{t['id']}/replies", json={"text": "Baik"})
-    assert status == 202
+    for text in ("Baik", "Kami cek"):
+        status, _ = await h.api("POST", f"/api/v1/tickets/{t['id']}/replies", json={"text": text})
+        assert status == 202
     await h.drain_outbox()
     [source] = await h.hub.health.all()
     assert (source.name, source.kind, source.healthy, source.since) == (
