@@ -29,16 +29,22 @@ end
 local now = tonumber(ARGV[4])
 local outcome = 'appended'
 local n = redis.call('GET', base .. ':open')
+local known = n  -- a contact with an open ticket exists already (its created_at is set)
 if ARGV[14] ~= '' and redis.call('EXISTS', base .. ':t:' .. ARGV[14]) == 1 then
   local hinted = redis.call('HGET', base .. ':t:' .. ARGV[14], 'status')
   if hinted == 'open' or hinted == 'resolved' then n = ARGV[14] end
 end
+-- The ticket's fields are read once, up front: what the status needs, and what the answer
+-- gives back (one HMGET instead of a read for the status, an HINCRBY and a read at the end;
+-- each redis.call costs about 2 us of Lua bridge on top of the command).
+local f
 if n then
   local tk = base .. ':t:' .. n
-  local st = redis.call('HGET', tk, 'status')
+  f = redis.call('HMGET', tk, 'status', 'resolved_at', 'msg_count', 'number', 'ack_reply',
+    'created_at', 'ix', 'priority', 'channel', 'unit', 'assignee')
+  local st = f[1]
   if st == 'resolved' then
-    local resolved_at = tonumber(redis.call('HGET', tk, 'resolved_at') or '0')
-    if now - resolved_at <= tonumber(ARGV[5]) then
+    if now - tonumber(f[2] or '0') <= tonumber(ARGV[5]) then
       outcome = 'reopened'
       redis.call('HSET', tk, 'status', 'open', 'reopened_at', now)
       redis.call('HINCRBY', tk, 'reopen_count', 1)
@@ -54,12 +60,12 @@ if not n then
   outcome = 'new'
   n = tostring(redis.call('INCR', base .. ':tseq'))
   local tk = base .. ':t:' .. n
-  redis.call('HSET', tk, 'status', 'open', 'created_at', now, 'updated_at', now,
-    'channel', ARGV[6], 'account', ARGV[7], 'unit', ARGV[11], 'priority', ARGV[13],
-    'msg_count', 0)
+  redis.call('HSET', tk, 'status', 'open', 'created_at', now, 'channel', ARGV[6],
+    'account', ARGV[7], 'unit', ARGV[11], 'priority', ARGV[13])
   if ARGV[12] ~= '' then redis.call('HSET', tk, 'category', ARGV[12]) end
   redis.call('SET', base .. ':open', n)
   redis.call('ZADD', base .. ':tickets', now, n)
+  f = {'open', false, '0', false, false, ARGV[4], false, ARGV[13], ARGV[6], ARGV[11], false}
 end
 local tk = base .. ':t:' .. n
 local mk = base .. ':m:' .. ARGV[1]
@@ -67,8 +73,8 @@ redis.call('HSET', mk, 'json', ARGV[3], 'ticket', n, 'dir', 'in', 'at', now, 'ou
 redis.call('RPUSH', tk .. ':log', ARGV[1])
 redis.call('HSET', seen, ARGV[2], ARGV[1])
 redis.call('HSET', tk, 'updated_at', now, 'last_inbound_at', now, 'reply_channel', ARGV[6],
-  'reply_account', ARGV[7], 'reply_to', ARGV[8], 'reply_context', ARGV[15])
-redis.call('HINCRBY', tk, 'msg_count', 1)
+  'reply_account', ARGV[7], 'reply_to', ARGV[8], 'reply_context', ARGV[15],
+  'msg_count', (tonumber(f[3]) or 0) + 1)
 local contact = {'last_seen_at', now}
 if ARGV[10] ~= '' and ARGV[8] ~= '' then
   -- where this citizen last wrote on each channel account: a reply can go there instead
@@ -80,8 +86,12 @@ if ARGV[9] ~= '' then
   contact[#contact + 1] = ARGV[9]
 end
 redis.call('HSET', base, unpack(contact))
-if redis.call('HSETNX', base, 'created_at', now) == 1 then
+if not known and redis.call('HSETNX', base, 'created_at', now) == 1 then
   redis.call('HSET', base, 'id', string.match(base, '{(.*)}'))
 end
 if ARGV[10] ~= '' then redis.call('SADD', base .. ':ids', ARGV[10]) end
-return answer(outcome, ARGV[1], n, tk)
+-- the indexed fields as this message leaves them (REINDEX_FIELDS: created_at, updated_at,
+-- ix, priority, status, channel, unit, assignee): updated_at is ARGV[4] as stored, the
+-- status open (it was, or this message opened or reopened it), the rest unchanged
+return {outcome, ARGV[1], n, f[4] or '', f[5] or '',
+  {f[6], ARGV[4], f[7], f[8], 'open', f[9], f[10], f[11]}}
