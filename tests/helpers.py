@@ -183,6 +183,12 @@ class HubHarness:
             ctype = r.headers.get("Content-Type", "")
             return r.status, (await r.json() if "json" in ctype else await r.text())
 
+    async def api_ok(self, method: str, path: str, **kw: Any) -> Any:
+        """``api`` that must succeed (a 2xx): its body."""
+        status, body = await self.api(method, path, **kw)
+        assert 200 <= status < 300, (method, path, status, body)
+        return body
+
     # -- workers, step by step --------------------------------------------------------
 
     def dispatcher(self, owner: str = "test-dispatcher") -> Dispatcher:

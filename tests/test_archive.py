@@ -28,12 +28,6 @@ DEC_01 = MON_0900 + 71 * DAY
 A, B, C = "+6281200000001", "+6281200000002", "+6281200000003"
 
 
-async def _ok(h: HubHarness, method: str, path: str, **kw: Any) -> Any:
-    status, body = await h.api(method, path, **kw)
-    assert 200 <= status < 300, (method, path, status, body)
-    return body
-
-
 async def _write(h: HubHarness, at: float, phone: str, text: str) -> str:
     h.clock.t = at
     assert (await h.post_whatsapp(inbound_params(text, phone=phone)))[0] == 200
@@ -45,17 +39,17 @@ async def _write(h: HubHarness, at: float, phone: str, text: str) -> str:
 async def _scenario(h: HubHarness) -> dict[str, str]:
     ids = {"A": await _write(h, MON_0900, A, "Pesangon saya tidak dibayar")}
     h.clock.t = MON_0900 + 600
-    await _ok(h, "POST", f"/api/v1/tickets/{ids['A']}/replies", json={"text": "Baik, kami cek."})
+    await h.api_ok("POST", f"/api/v1/tickets/{ids['A']}/replies", json={"text": "Baik, kami cek."})
     await h.drain_outbox()  # the reply gets its provider id
-    await _ok(h, "POST", f"/api/v1/tickets/{ids['A']}/notes", json={"text": "PT Maju Jaya"})
+    await h.api_ok("POST", f"/api/v1/tickets/{ids['A']}/notes", json={"text": "PT Maju Jaya"})
     h.clock.t = MON_0900 + HOUR
-    await _ok(h, "POST", f"/api/v1/tickets/{ids['A']}/status", json={"status": "resolved"})
+    await h.api_ok("POST", f"/api/v1/tickets/{ids['A']}/status", json={"status": "resolved"})
     h.clock.t = MON_0900 + 2 * HOUR
-    await _ok(h, "POST", f"/api/v1/tickets/{ids['A']}/status", json={"status": "closed"})
+    await h.api_ok("POST", f"/api/v1/tickets/{ids['A']}/status", json={"status": "closed"})
     ids["B"] = await _write(h, MON_0900 + 3 * HOUR, B, "Gaji dipotong")
     ids["C"] = await _write(h, MON_0900 + 4 * HOUR, C, "Cuti tidak diberikan")
     h.clock.t = NOV_20
-    await _ok(h, "POST", f"/api/v1/tickets/{ids['C']}/status", json={"status": "closed"})
+    await h.api_ok("POST", f"/api/v1/tickets/{ids['C']}/status", json={"status": "closed"})
     h.clock.t = DEC_01
     return ids
 
@@ -76,10 +70,10 @@ def _lines(h: HubHarness, name: str = "2026-09.jsonl.gz") -> list[dict[str, Any]
 async def test_archives_an_old_closed_ticket_and_only_it(harness_factory: Factory) -> None:
     h = await _harness(harness_factory)
     ids = await _scenario(h)
-    before = await _ok(h, "GET", f"/api/v1/tickets/{ids['A']}/export")
+    before = await h.api_ok("GET", f"/api/v1/tickets/{ids['A']}/export")
     number = before["ticket"]["number"]
     cid, n = ids["A"].split(".")
-    month_report = await _ok(h, "GET", "/api/v1/reports", params={"from": "2026-09-01",
+    month_report = await h.api_ok("GET", "/api/v1/reports", params={"from": "2026-09-01",
                                                                   "to": "2026-09-30"})  # fmt: skip
 
     result = await h.hub.make_archiver().run_once()
@@ -113,7 +107,7 @@ async def test_archives_an_old_closed_ticket_and_only_it(harness_factory: Factor
         assert not (await h.hub.redis.get(k) or b"").startswith(cid.encode()), k
     assert await h.hub.redis.hlen("hub:{tickets}:archive:pending") == 0
     # search, lists and lookups
-    found = await _ok(h, "GET", "/api/v1/search", params={"q": "pesangon"})
+    found = await h.api_ok("GET", "/api/v1/search", params={"q": "pesangon"})
     assert found["total"] == 0
     assert ids["A"] not in [t["id"] for t in await h.tickets(limit="50")]
     assert {ids["B"], ids["C"]} <= {t["id"] for t in await h.tickets(limit="50")}
@@ -122,11 +116,11 @@ async def test_archives_an_old_closed_ticket_and_only_it(harness_factory: Factor
         assert status == 410, body
         assert body["error"] == "archived"
         assert body["file"] == "2026-09.jsonl.gz"
-    doc = await _ok(h, "GET", f"/api/v1/tickets/{number}/export", params={"archived": "1"})
+    doc = await h.api_ok("GET", f"/api/v1/tickets/{number}/export", params={"archived": "1"})
     assert doc["ticket"]["id"] == ids["A"]
     assert doc["timeline"] == line["timeline"]
     # the month's report was saved first, and is served whole; a part of it is refused
-    again = await _ok(h, "GET", "/api/v1/reports", params={"from": "2026-09-01",
+    again = await h.api_ok("GET", "/api/v1/reports", params={"from": "2026-09-01",
                                                            "to": "2026-09-30"})  # fmt: skip
     assert again["rows"] == month_report["rows"]
     saved = json.loads((h.settings.archive_dir / "reports" / "2026-09.json").read_text())
@@ -273,7 +267,7 @@ async def _merged(h: HubHarness) -> dict[str, str]:
     ids = {"X": await _write(h, MON_0900, A, "Pesangon saya tidak dibayar")}
     ids["Y"] = await _write(h, MON_0900 + 600, B, "Pesangon teman saya juga belum dibayar")
     h.clock.t = MON_0900 + 1200
-    merged = await _ok(h, "POST", f"/api/v1/tickets/{ids['X']}/merge", json={"into": ids["Y"]})
+    merged = await h.api_ok("POST", f"/api/v1/tickets/{ids['X']}/merge", json={"into": ids["Y"]})
     assert merged == {"merged": ids["X"], "into": ids["Y"]}
     ids["Z"] = await _write(h, MON_0900 + 2 * HOUR, C, "Cuti tidak diberikan")
     return ids
@@ -294,10 +288,10 @@ async def test_a_merged_ticket_waits_for_its_target_and_goes_with_it(
     assert (await h.ticket(ids["X"]))["merged_into"] == ids["Y"]
 
     h.clock.t = DEC_01 + HOUR
-    await _ok(h, "POST", f"/api/v1/tickets/{ids['Y']}/status", json={"status": "closed"})
+    await h.api_ok("POST", f"/api/v1/tickets/{ids['Y']}/status", json={"status": "closed"})
     h.clock.t = DEC_01 + 2 * HOUR
-    await _ok(h, "POST", f"/api/v1/tickets/{ids['Z']}/status", json={"status": "closed"})
-    y_export = await _ok(h, "GET", f"/api/v1/tickets/{ids['Y']}/export")
+    await h.api_ok("POST", f"/api/v1/tickets/{ids['Z']}/status", json={"status": "closed"})
+    y_export = await h.api_ok("GET", f"/api/v1/tickets/{ids['Y']}/export")
     numbers = {k: (await h.ticket(v))["number"] for k, v in ids.items()}
 
     h.clock.t = DEC_01 + 35 * DAY  # 5 January 2027: the closed index is X (Sep), Y, Z (Dec)
@@ -333,9 +327,9 @@ async def test_a_merge_target_waits_for_its_recent_merged_ticket(
     h = await _harness(harness_factory)
     ids = await _merged(h)
     h.clock.t = MON_0900 + HOUR
-    await _ok(h, "POST", f"/api/v1/tickets/{ids['Y']}/status", json={"status": "closed"})
+    await h.api_ok("POST", f"/api/v1/tickets/{ids['Y']}/status", json={"status": "closed"})
     h.clock.t = NOV_20 + 5 * DAY
-    await _ok(h, "POST", f"/api/v1/tickets/{ids['X']}/notes", json={"text": "Salinan PKB"})
+    await h.api_ok("POST", f"/api/v1/tickets/{ids['X']}/notes", json={"text": "Salinan PKB"})
 
     h.clock.t = DEC_01
     result = await h.hub.make_archiver().run_once()

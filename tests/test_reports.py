@@ -207,12 +207,6 @@ def _settings(bot: FakeTelegram) -> dict[str, Any]:
     return {"channels__telegram__accounts": {"kemnaker": account}, "sla__policies": POLICIES}
 
 
-async def _ok(h: HubHarness, method: str, path: str, **kw: Any) -> Any:
-    status, body = await h.api(method, path, **kw)
-    assert 200 <= status < 300, (method, path, status, body)
-    return body
-
-
 async def _whatsapp(h: HubHarness, at: float, phone: str, text: str) -> None:
     h.clock.t = at
     assert (await h.post_whatsapp(inbound_params(text, phone=phone)))[0] == 200
@@ -236,7 +230,7 @@ async def _telegram(h: HubHarness, at: float, chat: int, text: str) -> None:
 
 async def _act(h: HubHarness, at: float, tid: str, action: str, **body: str) -> None:
     h.clock.t = at
-    await _ok(h, "POST", f"/api/v1/tickets/{tid}/{action}", json=body)
+    await h.api_ok("POST", f"/api/v1/tickets/{tid}/{action}", json=body)
 
 
 async def _scenario(h: HubHarness) -> dict[str, str]:
@@ -330,7 +324,7 @@ def _by_key(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]
 
 async def test_scenario_numbers_in_json(played: tuple[HubHarness, dict[str, str]]) -> None:
     h, _ = played
-    body = await _ok(h, "GET", "/api/v1/reports", params=MONDAY)
+    body = await h.api_ok("GET", "/api/v1/reports", params=MONDAY)
     assert (body["from"], body["to"], body["as_of"]) == ("2026-09-21", "2026-09-21", AS_OF)
     rows = _by_key(body["rows"])
     overall = rows[("overall", "")]
@@ -348,7 +342,7 @@ async def test_scenario_numbers_in_json(played: tuple[HubHarness, dict[str, str]
         row = rows[(group, key)]
         got = tuple("" if row[c] is None else f"{row[c]:g}" for c in _COLS)
         assert got == values, (group, key)
-    only_units = await _ok(h, "GET", "/api/v1/reports", params={**MONDAY, "group": "unit"})
+    only_units = await h.api_ok("GET", "/api/v1/reports", params={**MONDAY, "group": "unit"})
     assert {r["group"] for r in only_units["rows"]} == {"unit"}
     assert len(only_units["rows"]) == len(h.settings.units)
 
@@ -381,15 +375,16 @@ async def test_period_end_and_default_period(played: tuple[HubHarness, dict[str,
     """Monday to Wednesday takes in H, and B and C resolved before the period's end; without
     from/to the report is the month so far."""
     h, _ = played
-    body = await _ok(h, "GET", "/api/v1/reports", params={"from": "2026-09-21", "to": "2026-09-23"})
+    params = {"from": "2026-09-21", "to": "2026-09-23"}
+    body = await h.api_ok("GET", "/api/v1/reports", params=params)
     overall = _by_key(body["rows"])[("overall", "")]
     assert (overall["created"], overall["resolved"], overall["open_at_end"]) == (7, 3, 4)
     # H: 7 business hours on Tuesday and 2 on Wednesday, unanswered: breached like D.
     assert overall["first_response_breached"] == 2
-    default = await _ok(h, "GET", "/api/v1/reports")
+    default = await h.api_ok("GET", "/api/v1/reports")
     assert (default["from"], default["to"]) == ("2026-09-01", "2026-09-23")
     assert _by_key(default["rows"])[("overall", "")]["created"] == 7
-    before = await _ok(h, "GET", "/api/v1/reports", params={"to": "2026-09-20"})
+    before = await h.api_ok("GET", "/api/v1/reports", params={"to": "2026-09-20"})
     assert _by_key(before["rows"])[("overall", "")]["created"] == 0
 
 
@@ -398,13 +393,13 @@ async def test_numbers_survive_a_restart(
 ) -> None:
     """A new hub process on the same Redis reports exactly the same: nothing was in memory."""
     h, _ = played
-    before_json = await _ok(h, "GET", "/api/v1/reports", params=MONDAY)
-    before_csv = await _ok(h, "GET", "/api/v1/reports.csv", params=MONDAY)
+    before_json = await h.api_ok("GET", "/api/v1/reports", params=MONDAY)
+    before_csv = await h.api_ok("GET", "/api/v1/reports.csv", params=MONDAY)
     await h.stop()
     again = await harness_factory(**_settings(bot))
     again.clock.t = AS_OF
-    assert await _ok(again, "GET", "/api/v1/reports", params=MONDAY) == before_json
-    assert await _ok(again, "GET", "/api/v1/reports.csv", params=MONDAY) == before_csv
+    assert await again.api_ok("GET", "/api/v1/reports", params=MONDAY) == before_json
+    assert await again.api_ok("GET", "/api/v1/reports.csv", params=MONDAY) == before_csv
 
 
 def _bearer(h: HubHarness) -> str:
@@ -445,7 +440,7 @@ async def test_ticket_export_has_the_audit_trail(
     played: tuple[HubHarness, dict[str, str]],
 ) -> None:
     h, ids = played
-    body = await _ok(h, "GET", f"/api/v1/tickets/{ids['A']}/export")
+    body = await h.api_ok("GET", f"/api/v1/tickets/{ids['A']}/export")
     assert body["ticket"]["id"] == ids["A"]
     assert body["ticket"]["reopen_count"] == "1"
     assert (body["exported_by"], body["exported_at"]) == ("agent-ani", "2026-09-23T03:00:00+00:00")
@@ -453,7 +448,7 @@ async def test_ticket_export_has_the_audit_trail(
     assert [k for k in kinds if k in ("in", "note", "category", "status")] == [
         "in", "note", "category", "status", "in", "status",
     ]  # fmt: skip
-    text = await _ok(h, "GET", f"/api/v1/tickets/{ids['A']}/export", params={"format": "csv"})
+    text = await h.api_ok("GET", f"/api/v1/tickets/{ids['A']}/export", params={"format": "csv"})
     reader = csv.DictReader(io.StringIO(text))
     assert tuple(reader.fieldnames or ()) == TIMELINE_COLUMNS
     lines = [x for x in reader if x["kind"] != "auto_reply"]
@@ -467,7 +462,7 @@ async def test_ticket_export_has_the_audit_trail(
         ("2026-09-21T13:00:00+07:00", "status", "agent-ani", "status=resolved", ""),
     ]
     # B carries the ticket merged into it, marked with where each entry came from.
-    merged = await _ok(h, "GET", f"/api/v1/tickets/{ids['B']}/export", params={"format": "csv"})
+    merged = await h.api_ok("GET", f"/api/v1/tickets/{ids['B']}/export", params={"format": "csv"})
     rows = list(csv.DictReader(io.StringIO(merged)))
     assert [x["kind"] for x in rows if x["kind"] == "merged"] == ["merged"]
     assert {x["from_ticket"] for x in rows} == {"", ids["G"]}
