@@ -107,6 +107,18 @@ async def _post(h: HubHarness, phone: str, text: str) -> str:
     return sid
 
 
+async def _post_interleaved(h: HubHarness) -> dict[str, str]:
+    """Citizen A's A1..A4 with B's B1, B2 between them (one batch: A1 A2 B1 A3 A4 B2);
+    text → MessageSid."""
+    sids = {}
+    for phone, text in [
+        (PHONE_A, "A1"), (PHONE_A, "A2"), (PHONE_B, "B1"),
+        (PHONE_A, "A3"), (PHONE_A, "A4"), (PHONE_B, "B2"),
+    ]:  # fmt: skip
+        sids[text] = await _post(h, phone, text)
+    return sids
+
+
 async def _texts(h: HubHarness, phone: str) -> list[str]:
     texts: list[str] = []
     for t in await h.tickets():
@@ -163,12 +175,7 @@ async def test_a_failed_entry_is_not_overtaken_by_the_citizens_later_ones(
     connection dropped twice), then works. The ticket has A1 A2 A3 A4, each once; B's
     messages were not held back; A2 was counted one failed delivery, A3 and A4 none."""
     h = await harness_factory()
-    sids = {}
-    for phone, text in [
-        (PHONE_A, "A1"), (PHONE_A, "A2"), (PHONE_B, "B1"),
-        (PHONE_A, "A3"), (PHONE_A, "A4"), (PHONE_B, "B2"),
-    ]:  # fmt: skip
-        sids[text] = await _post(h, phone, text)
+    sids = await _post_interleaved(h)
     error = RedisConnectionError("Connection closed by server.")
     store = FailingStore(h.hub.store, sids["A2"], error, times=2)
     seen: dict[str, list[int]] = {}
@@ -196,12 +203,7 @@ async def test_a_poison_entry_is_dead_lettered_then_the_citizens_later_ones_foll
     """A2 fails every time. After max_deliveries (3) attempts it is dead-lettered; A3 and A4
     are applied after that, in order; B's messages were never held back."""
     h = await harness_factory(dispatcher__max_deliveries=3)
-    sids = {}
-    for phone, text in [
-        (PHONE_A, "A1"), (PHONE_A, "A2"), (PHONE_B, "B1"),
-        (PHONE_A, "A3"), (PHONE_A, "A4"), (PHONE_B, "B2"),
-    ]:  # fmt: skip
-        sids[text] = await _post(h, phone, text)
+    sids = await _post_interleaved(h)
     store = FailingStore(h.hub.store, sids["A2"], ValueError("poison"), times=None)
     seen: dict[str, list[int]] = {}
     await _run_until(h, store, seen)
